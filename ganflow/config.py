@@ -1,0 +1,46 @@
+"""Config validation against config/schema.yaml, before any job runs.
+
+A typo in a key or a value out of range should stop the run at once with one sentence
+naming the key, not fail an hour later inside a training job.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """The one-sentence message names the offending key."""
+
+
+def validate(config: dict, schema_path: str | Path) -> dict:
+    """Return a copy of `config` with schema defaults filled in, or raise ConfigError."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        if err.validator == "additionalProperties":
+            known = sorted(err.schema.get("properties", {}))
+            unknown = sorted(set(err.instance) - set(known))
+            where = f"{key}." if err.absolute_path else ""
+            raise ConfigError(f"config key {where}{unknown[0]} is not known; "
+                              f"allowed there: {', '.join(known)} (see {schema_path})")
+        raise ConfigError(f"config key {key}: {err.message} (see {schema_path})")
+    return _with_defaults(copy.deepcopy(config), schema)
+
+
+def _with_defaults(value, schema: dict):
+    """Fill defaults of object properties recursively (jsonschema validates, it doesn't fill)."""
+    if schema.get("type") == "object" and isinstance(value, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name not in value and "default" in sub:
+                value[name] = copy.deepcopy(sub["default"])
+            if name in value:
+                value[name] = _with_defaults(value[name], sub)
+    return value

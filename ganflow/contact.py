@@ -1,0 +1,41 @@
+"""Contact sheets: a labelled thumbnail grid, so a person can eyeball what a stage kept
+or threw away (faces found, rejects, duplicates, the lowest-ranked images...)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image, ImageDraw
+
+from .imaging import ImageRejected, load_srgb
+from .tables import atomic_path
+
+
+def contact_sheet(items: Sequence[tuple[str, str]], out_png: Path, *, thumb: int = 64,
+                  max_items: int = 64, title: str = "") -> int:
+    """Write a grid of (image path, label) thumbnails; unreadable files show as a grey tile
+    with their label, so a sheet of rejects can show corrupt files too. Returns the count."""
+    items = list(items)[:max_items]
+    cols = max(1, min(len(items), int(math.ceil(math.sqrt(max(len(items), 1))))))
+    rows = max(1, math.ceil(len(items) / cols))
+    label_h, head = 12, (16 if title else 0)
+    sheet = Image.new("RGB", (cols * thumb, head + rows * (thumb + label_h)), (32, 32, 32))
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((4, 2), title, fill=(255, 255, 255))
+    if not items:
+        draw.text((4, head + 2), "(none)", fill=(200, 200, 200))
+    for i, (path, label) in enumerate(items):
+        x, y = (i % cols) * thumb, head + (i // cols) * (thumb + label_h)
+        try:
+            tile = load_srgb(path)
+            tile.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
+            sheet.paste(tile, (x + (thumb - tile.width) // 2, y + (thumb - tile.height) // 2))
+        except ImageRejected:
+            draw.rectangle((x + 1, y + 1, x + thumb - 2, y + thumb - 2), fill=(90, 90, 90))
+        draw.text((x + 2, y + thumb), label[: max(4, thumb // 6)], fill=(230, 230, 230))
+    with atomic_path(out_png) as tmp:
+        sheet.save(tmp, format="PNG")
+    return len(items)

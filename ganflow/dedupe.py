@@ -1,0 +1,270 @@
+"""Global near-duplicate clusters over the perceptual hashes of every kept crop.
+
+Duplicates cross shard boundaries (a re-upload gets a new id, hence another shard), so
+clustering runs once over the whole dataset. An all-pairs comparison of 700k hashes is
+2.4e11 pairs; instead, multi-index hashing finds every pair within `threshold` bits by
+pigeonhole: cut the 64 bits into k > threshold blocks, and any such pair agrees exactly
+on at least k - threshold of them, so only hashes sharing one such block combination
+are compared. Clusters are the transitive closure (union-find) of exact (sha256) and
+near (Hamming) pairs; exactly one crop per cluster is kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .tables import read_tsv, write_tsv
+
+log = logging.getLogger(__name__)
+
+DEDUPE_COLUMNS = ["crop", "cluster", "keep", "kind", "distance"]
+CLEAN_NEEDED = ("crop", "verdict", "width", "height", "sha256", "phash")
+HASH_BITS = 64
+
+# Relative costs per element of one argsort and per compared candidate pair, used to pick
+# the block layout; only their ratio matters (measured with numpy 2.4 on uint64 arrays).
+_SORT_COST = 4.0
+_PAIR_COST = 1.0
+_MAX_COMBINATIONS = 5000
+
+
+def parse_phash(value: str | int | None) -> int | None:
+    """A 64-bit hash from 16 hex chars (or an int), None when missing or malformed."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value) if 0 <= value < 1 << HASH_BITS else None
+    text = value.strip()
+    if len(text) != HASH_BITS // 4:
+        return None
+    try:
+        return int(text, 16)
+    except ValueError:
+        return None
+
+
+def find_clusters(crops: Sequence[str], sha256: Sequence[str], phash: Sequence[str | int | None],
+                  areas: Sequence[int], threshold: int = 4) -> list[dict]:
+    """One row per crop (input order): crop, cluster (id of the kept crop), keep (1/0),
+    kind (unique = the kept crop itself, exact = same pixels as it, near = similar), and
+    distance (Hamming bits to the kept crop; empty when a hash is missing).
+
+    The kept crop is the largest (width*height), ties to the smallest crop id, so the
+    choice does not depend on input order. Crops without a usable phash only join
+    clusters through an identical sha256.
+    """
+    n = len(crops)
+    if not (len(sha256) == len(phash) == len(areas) == n):
+        raise ValueError("find_clusters needs crops, sha256, phash and areas of equal length")
+    if not 0 <= threshold < HASH_BITS // 2:
+        raise ValueError(f"dedupe threshold must be 0..{HASH_BITS // 2 - 1} bits, got {threshold}")
+    if n == 0:
+        return []
+    parsed = [parse_phash(p) for p in phash]
+    valid = np.fromiter((p is not None for p in parsed), dtype=bool, count=n)
+    hashes = np.fromiter((p or 0 for p in parsed), dtype=np.uint64, count=n)
+
+    edges = [_same_value_edges(sha256)]
+    hashed = np.flatnonzero(valid)
+    uniq, inverse = np.unique(hashes[hashed], return_inverse=True)
+    first = np.full(len(uniq), n, dtype=np.int64)
+    np.minimum.at(first, inverse, hashed)  # one representative crop per distinct hash
+    edges.append((hashed, first[inverse]))  # identical hashes: same cluster, compared once
+    ua, ub = near_pairs(uniq, threshold)
+    edges.append((first[ua], first[ub]))
+    labels = connected_components(n, np.concatenate([e[0] for e in edges]),
+                                  np.concatenate([e[1] for e in edges]))
+
+    keeper = _keepers(labels, np.asarray(areas, dtype=np.int64), crops)
+    both = valid & valid[keeper]
+    distance = np.bitwise_count(hashes ^ hashes[keeper]).astype(np.int64)
+    rows = []
+    for i in range(n):
+        k = int(keeper[i])
+        same_pixels = i == k or bool(sha256[i] and sha256[i] == sha256[k])
+        rows.append({
+            "crop": crops[i],
+            "cluster": crops[k],
+            "keep": 1 if i == k else 0,
+            "kind": "unique" if i == k else ("exact" if same_pixels else "near"),
+            "distance": int(distance[i]) if both[i] else (0 if same_pixels else ""),
+        })
+    return rows
+
+
+def near_pairs(hashes: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) of distinct uint64 `hashes` within `threshold` Hamming bits.
+
+    Exact for any input; fast when buckets are small, which the block layout chosen by
+    `block_layout` makes likely for well-spread perceptual hashes.
+    """
+    m = len(hashes)
+    empty = np.empty(0, dtype=np.int64)
+    if threshold == 0 or m < 2:
+        return empty, empty
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    blocks, agree = block_layout(m, threshold)
+    edges = np.linspace(0, HASH_BITS, blocks + 1).round().astype(int)
+    masks = [((1 << int(hi)) - 1) ^ ((1 << int(lo)) - 1) for lo, hi in zip(edges[:-1], edges[1:])]
+    found_a, found_b = [], []
+    for combo in itertools.combinations(masks, agree):
+        keys = hashes & np.uint64(sum(combo))
+        order = np.argsort(keys)
+        a, b = _close_in_runs(hashes, keys[order], order, threshold)
+        found_a.append(a)
+        found_b.append(b)
+    a, b = np.concatenate(found_a), np.concatenate(found_b)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    code = np.unique(lo * m + hi)  # a close pair agrees on several combinations
+    return code // m, code % m
+
+
+def block_layout(m: int, threshold: int) -> tuple[int, int]:
+    """(blocks, blocks that must agree): the cheapest pigeonhole layout for m hashes.
+
+    More, shorter blocks that must agree in larger combinations make longer keys, hence
+    fewer chance collisions, at the price of more sorts; the estimate assumes uniform bits.
+    """
+    best: tuple[float, int, int] | None = None
+    for blocks in range(threshold + 1, HASH_BITS + 1):
+        agree = blocks - threshold
+        combos = math.comb(blocks, agree)
+        if combos > _MAX_COMBINATIONS:
+            continue
+        key_bits = HASH_BITS * agree / blocks
+        cost = combos * (_SORT_COST * m + _PAIR_COST * m * m / 2 / 2.0 ** key_bits)
+        if best is None or cost < best[0]:
+            best = (cost, blocks, agree)
+    assert best is not None  # blocks = threshold + 1 always qualifies
+    return best[1], best[2]
+
+
+def _close_in_runs(hashes: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray,
+                   threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Close pairs among hashes with equal keys: compare each with its d-th successor in
+    its run, for d = 1, 2, ... while any run is longer than d (all vectorised)."""
+    m = len(sorted_keys)
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    ends = np.r_[starts[1:], m]
+    run_end = np.repeat(ends, ends - starts)
+    active = np.flatnonzero(run_end - np.arange(m) > 1)
+    found_a, found_b = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    d = 1
+    while active.size:
+        a, b = order[active], order[active + d]
+        close = np.bitwise_count(hashes[a] ^ hashes[b]) <= threshold
+        found_a.append(a[close])
+        found_b.append(b[close])
+        d += 1
+        active = active[run_end[active] > active + d]
+    return np.concatenate(found_a), np.concatenate(found_b)
+
+
+def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Union-find over edges (a[i], b[i]), vectorised: hook each root onto the smallest
+    root it touches, compress paths by pointer jumping, repeat until no edge spans two
+    roots. Returns, for every node, the smallest node of its component."""
+    parent = np.arange(n, dtype=np.int64)
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    while a.size:
+        parent = _compress(parent)
+        ra, rb = parent[a], parent[b]
+        apart = ra != rb
+        a, b, ra, rb = a[apart], b[apart], ra[apart], rb[apart]
+        np.minimum.at(parent, np.maximum(ra, rb), np.minimum(ra, rb))  # parents only decrease
+    return _compress(parent)
+
+
+def _compress(parent: np.ndarray) -> np.ndarray:
+    while True:
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            return parent
+        parent = grand
+
+
+def _same_value_edges(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining each non-empty value's occurrences to its first occurrence."""
+    first: dict[str, int] = {}
+    rep = np.fromiter((first.setdefault(v, i) if v else i for i, v in enumerate(values)),
+                      dtype=np.int64, count=len(values))
+    linked = np.flatnonzero(rep != np.arange(len(values)))
+    return linked, rep[linked]
+
+
+def _keepers(labels: np.ndarray, areas: np.ndarray, crops: Sequence[str]) -> np.ndarray:
+    """For every crop, the index of its cluster's kept crop: largest area, then smallest id."""
+    n = len(labels)
+    name_rank = np.empty(n, dtype=np.int64)
+    name_rank[np.argsort(np.asarray(crops, dtype=str), kind="stable")] = np.arange(n)
+    order = np.lexsort((name_rank, -areas, labels))
+    firsts = order[np.r_[True, labels[order][1:] != labels[order][:-1]]]
+    keeper_of_label = np.empty(n, dtype=np.int64)
+    keeper_of_label[labels[firsts]] = firsts
+    return keeper_of_label[labels]
+
+
+def dedupe(clean_tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike,
+           shard_dir: str | os.PathLike, threshold: int = 4) -> dict:
+    """Cluster every kept crop of all clean manifests; write dedupe.tsv and one
+    dedupe/{shard}.tsv per input manifest (even when empty), so each images shard
+    depends only on its own slice. Returns counts for the report."""
+    crops: list[str] = []
+    sha: list[str] = []
+    phash: list[str] = []
+    areas: list[int] = []
+    shard_of: list[int] = []
+    stems = [Path(p).stem for p in clean_tsvs]
+    for s, path in enumerate(clean_tsvs):
+        rows = read_tsv(path)
+        missing = [c for c in CLEAN_NEEDED if rows and c not in rows[0]]
+        if missing:
+            raise ValueError(f"clean manifest {path} lacks column(s) {', '.join(missing)}; "
+                             "rebuild it with the clean stage of this version")
+        for row in rows:
+            if row["verdict"] != "kept":
+                continue
+            crops.append(row["crop"])
+            sha.append(row["sha256"] or "")
+            phash.append(row["phash"] or "")
+            areas.append(_int(row["width"]) * _int(row["height"]))
+            shard_of.append(s)
+    out = find_clusters(crops, sha, phash, areas, threshold)
+    write_tsv(out_tsv, out, DEDUPE_COLUMNS)
+    per_shard: list[list[dict]] = [[] for _ in stems]
+    for s, row in zip(shard_of, out):
+        per_shard[s].append(row)
+    for stem, rows in zip(stems, per_shard):
+        write_tsv(Path(shard_dir) / f"{stem}.tsv", rows, DEDUPE_COLUMNS)
+
+    unhashed = sum(parse_phash(p) is None for p in phash)
+    if unhashed:
+        log.warning("%d kept crops have no valid phash; they were deduplicated by sha256 only", unhashed)
+    sizes = Counter(r["cluster"] for r in out).values()
+    return {
+        "crops": len(out),
+        "kept": int(sum(r["keep"] for r in out)),
+        "removed_exact": sum(r["kind"] == "exact" for r in out),
+        "removed_near": sum(r["kind"] == "near" for r in out),
+        "clusters_with_duplicates": sum(size > 1 for size in sizes),
+        "largest_cluster": max(sizes, default=0),
+        "unhashed": unhashed,
+        "shards": len(stems),
+        "threshold": threshold,
+    }
+
+
+def _int(text: str) -> int:
+    """A size from a manifest cell; a malformed one counts as 0 so that crop loses ties."""
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return 0

@@ -1,0 +1,87 @@
+"""The funnel: how many images survive each data stage, and why the others did not.
+
+Read from the stage manifests only (never the images), it is the first thing to look
+at when a dataset comes out smaller than expected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+from .contact import contact_sheet
+from .tables import read_tsv, write_tsv
+
+log = logging.getLogger(__name__)
+
+FUNNEL_COLUMNS = ["stage", "count", "dropped_reason", "dropped"]
+
+
+def _rows(paths: Sequence[Path]) -> list[dict]:
+    return [row for p in paths for row in read_tsv(p)]
+
+
+def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], dedupe_tsv: Path,
+           images: Sequence[Path]) -> list[dict]:
+    """Stage counts (posts -> selected -> found -> with face -> crops -> clean -> unique -> final)
+    with the drop reasons of each step."""
+    summary = json.loads(Path(summary_json).read_text())
+    face_rows, clean_rows = _rows(faces), _rows(clean)
+    dedupe_rows, image_rows = read_tsv(dedupe_tsv), _rows(images)
+
+    def step(stage: str, count: int, drops: Counter) -> list[dict]:
+        out = [{"stage": stage, "count": count, "dropped_reason": "", "dropped": ""}]
+        out += [{"stage": stage, "count": "", "dropped_reason": r, "dropped": n}
+                for r, n in sorted(drops.items())]
+        return out
+
+    def prefixed(prefix: str) -> Counter:
+        return Counter({k[len(prefix):]: v for k, v in summary.items() if k.startswith(prefix)})
+
+    rejected = prefixed("rejected:")
+    missing = Counter({"missing_file": rejected.pop("missing_file")}) if "missing_file" in rejected else Counter()
+    with_face = {r["id"] for r in face_rows if r["status"] == "face"}
+    image_drops = Counter(r["status"] for r in face_rows if r["status"] != "face")
+    crops = [r for r in face_rows if r["status"] == "face"]
+    clean_drops = Counter(r["verdict"] for r in clean_rows if r["verdict"] != "kept")
+    kept = [r for r in clean_rows if r["verdict"] == "kept"]
+    dup_drops = Counter(f"{r['kind']}_duplicate" for r in dedupe_rows if r["keep"] != "1")
+    unique = [r for r in dedupe_rows if r["keep"] == "1"]
+    final_drops = Counter({"failed_in_images_stage": max(0, len(unique) - len(image_rows))})
+
+    table = []
+    table += step("posts", summary.get("posts", 0), Counter())
+    table += step("selected", summary.get("selected", 0), prefixed("filtered:") + rejected)
+    table += step("found", summary.get("found", 0), missing)
+    table += step("with_face", len(with_face), image_drops)
+    table += step("crops", len(crops), Counter())
+    table += step("clean", len(kept), clean_drops)
+    table += step("unique", len(unique), dup_drops)
+    table += step("final", len(image_rows), final_drops)
+    return table
+
+
+def make_funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], dedupe_tsv: Path,
+                images: Sequence[Path], out_tsv: Path, sheets: dict[str, Path], *,
+                thumb: int = 64, max_items: int = 64) -> list[dict]:
+    """Write the funnel table and one contact sheet per stage (faces, rejected, duplicates, images)."""
+    table = funnel(summary_json, faces, clean, dedupe_tsv, images)
+    write_tsv(out_tsv, table, FUNNEL_COLUMNS)
+    for row in table:
+        if row["count"] != "":
+            log.info("funnel %-10s %s", row["stage"], row["count"])
+    clean_rows = _rows(clean)
+    by_crop = {r["crop"]: r for r in clean_rows}
+    picks = {
+        "faces": [(r["path"], r["crop"]) for r in _rows(faces) if r["status"] == "face"],
+        "rejected": [(r["path"], r["verdict"]) for r in clean_rows if r["verdict"] != "kept"],
+        "duplicates": [(by_crop[r["crop"]]["path"], f"{r['kind']}:{r['cluster']}")
+                       for r in read_tsv(dedupe_tsv) if r["keep"] != "1" and r["crop"] in by_crop],
+        "images": [(r["path"], r["image"]) for r in _rows(images)],
+    }
+    for stage, out_png in sheets.items():
+        contact_sheet(picks[stage], out_png, thumb=thumb, max_items=max_items, title=f"{stage}: {len(picks[stage])}")
+    return table

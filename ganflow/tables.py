@@ -1,0 +1,79 @@
+"""Manifests (tab-separated tables) and crash-safe writes shared by every stage.
+
+Stages talk to each other through small TSV manifests instead of globbing
+directories, so a stage's output can be listed and hashed without touching images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterable, Iterator, Mapping, Sequence
+
+csv.field_size_limit(1 << 30)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling path that is renamed onto `path` only on success.
+
+    A killed job then leaves either the old file or nothing, never half a file that a
+    later run would trust.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """Open a file for writing that appears under its name only once fully written."""
+    with atomic_path(path) as tmp:
+        kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+        with open(tmp, mode, **kwargs) as fh:
+            yield fh
+
+
+def write_tsv(path: str | os.PathLike, rows: Iterable[Mapping], columns: Sequence[str]) -> int:
+    """Write rows (dicts) as a TSV with a header, atomically; return the row count."""
+    n = 0
+    with atomic_open(path) as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), delimiter="\t",
+                                lineterminator="\n", extrasaction="raise")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(row.get(k, "")) for k in columns})
+            n += 1
+    return n
+
+
+def read_tsv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Read a TSV written by write_tsv into a list of dicts (all values are strings)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def _cell(value) -> str:
+    """Render one value; tabs and newlines would break the table, so they are refused."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, bool):
+        text = "1" if value else "0"
+    else:
+        text = str(value)
+    if "\t" in text or "\n" in text:
+        raise ValueError(f"a manifest cell may not hold tabs or newlines: {text!r}")
+    return text

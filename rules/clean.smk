@@ -1,0 +1,35 @@
+# Face crops -> a verdict per crop (kept, or why not), then global deduplication.
+
+rule clean:
+    input:
+        faces=f"{R}/faces/{{shard}}.tsv",
+    output:
+        f"{R}/clean/{{shard}}.tsv",
+    params:
+        clean=config["clean"],
+        content=content(listed="path"),
+        code=code_digest("clean", "imaging"),
+    log:
+        f"{LOGS}/clean/{{shard}}.log",
+    benchmark:
+        f"{LOGS}/clean/{{shard}}.bench.tsv"
+    script:
+        f"{SCRIPTS}/clean.py"
+
+
+rule dedupe:
+    input:
+        expand(f"{R}/clean/{{shard}}.tsv", shard=SHARDS),
+    output:
+        clusters=f"{R}/dedupe.tsv",
+        shards=expand(f"{R}/dedupe/{{shard}}.tsv", shard=SHARDS),
+    params:
+        threshold=config["dedupe"]["threshold"],
+        content=content(),
+        code=code_digest("dedupe"),
+    log:
+        f"{LOGS}/dedupe.log",
+    benchmark:
+        f"{LOGS}/dedupe.bench.tsv"
+    script:
+        f"{SCRIPTS}/dedupe.py"

@@ -1,0 +1,20 @@
+# Kept, unique crops -> final NxN sRGB images (waifu2x-upscaled where small).
+
+rule images:
+    input:
+        clean=f"{R}/clean/{{shard}}.tsv",
+        dedupe=f"{R}/dedupe/{{shard}}.tsv",
+    output:
+        images=directory(f"{R}/images/{{shard}}"),
+        manifest=f"{R}/images/{{shard}}.tsv",
+    params:
+        images=config["images"],
+        content=content(listed="path"),
+        code=code_digest("images", "imaging"),
+    threads: config["images"]["threads"]
+    log:
+        f"{LOGS}/images/{{shard}}.log",
+    benchmark:
+        f"{LOGS}/images/{{shard}}.bench.tsv"
+    script:
+        f"{SCRIPTS}/images.py"

@@ -1,0 +1,26 @@
+# The funnel (how many images survive each stage, and why the rest did not) and
+# contact sheets to eyeball each stage.
+
+CONTACT_STAGES = ["faces", "rejected", "duplicates", "images"]
+
+
+rule funnel:
+    input:
+        summary=f"{R}/ids/summary.json",
+        faces=expand(f"{R}/faces/{{shard}}.tsv", shard=SHARDS),
+        clean=expand(f"{R}/clean/{{shard}}.tsv", shard=SHARDS),
+        dedupe=f"{R}/dedupe.tsv",
+        images=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
+    output:
+        table=f"{R}/report/funnel.tsv",
+        sheets=expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES),
+    params:
+        report=config["report"],
+        content=content(),
+        code=code_digest("funnel"),
+    log:
+        f"{LOGS}/funnel.log",
+    benchmark:
+        f"{LOGS}/funnel.bench.tsv"
+    script:
+        f"{SCRIPTS}/funnel.py"

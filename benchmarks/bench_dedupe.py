@@ -5,7 +5,7 @@ Random 64-bit hashes stand in for a dataset of distinct images, plus planted gro
 must all land in one cluster; random hashes are ~1e-14 likely to be within 4 bits of
 each other, so every other crop must stay alone. Prints wall time, recall and counts.
 
-    .venv/bin/python benchmarks/bench_dedupe.py [--n 700000] [--groups 20000] [--tight 0]
+    .venv/bin/python -m benchmarks.bench_dedupe [--n 700000] [--groups 20000] [--tight 0]
 
 --tight N adds one pathological group of N distinct hashes all within 3 bits of one
 base (a huge bucket in every block combination), to show the quadratic worst case.

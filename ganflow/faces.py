@@ -47,11 +47,14 @@ def load_cascade(path: Path, sha256: str | None = CASCADE_SHA256) -> cv2.Cascade
     path = Path(path)
     if not path.is_file():
         raise SetupError(f"face cascade {path} does not exist; set faces.cascade to a copy of "
-                         "lbpcascade_animeface.xml or leave it unset to download it")
+                         "lbpcascade_animeface.xml, or delete the key to download it to resources/")
     if sha256:
         _check_sha256(path, sha256, str(path))
-    cascade = cv2.CascadeClassifier(str(path))
-    if cascade.empty():
+    try:
+        cascade = cv2.CascadeClassifier(str(path))
+    except (cv2.error, SystemError):  # OpenCV raises on a malformed XML instead of returning empty
+        cascade = None
+    if cascade is None or cascade.empty():
         raise SetupError(f"OpenCV could not load the face cascade {path}; is it an OpenCV cascade XML "
                          "and is opencv-python 4.x installed (OpenCV 5 has no CascadeClassifier)?")
     return cascade

@@ -1,0 +1,37 @@
+"""Shared fixtures: the bundled third-party resources (cascade, real test art) and the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GANFLOW_SHARED", REPO.parent / "shared")) / "resources"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _shared(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: tests need ../shared/resources beside the checkout "
+                    "(or GANFLOW_SHARED pointing at a folder that holds resources/)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cascade_path() -> Path:
+    return _shared("lbpcascade_animeface.xml")
+
+
+@pytest.fixture(scope="session")
+def tadne_grid() -> Path:
+    return _shared("testdata/tadne-grid-6x6.jpg")
+
+
+@pytest.fixture(autouse=True)
+def _hash_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own digest cache so tests never see each other's file hashes."""
+    monkeypatch.setenv("GANFLOW_HASH_CACHE", str(tmp_path_factory.mktemp("hashcache") / "h.sqlite"))

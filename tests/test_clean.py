@@ -1,0 +1,72 @@
+"""clean: each rejection reason, colour-mode conversion, hashes for dedupe."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageCms
+
+from ganflow import clean
+from ganflow.faces import FACE_COLUMNS
+from ganflow.imaging import load_srgb
+from ganflow.tables import read_tsv, write_tsv
+
+
+def _colourful(size=96, seed=0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    arr = np.stack([x * 255, y * 255, (1 - x) * 200 + rng.integers(0, 40, (size, size))], -1)
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+
+
+def test_verdicts_per_kind():
+    p = clean.CleanParams(min_side=64)
+    assert clean.verdict(np.asarray(_colourful()), p) == ("kept", "")
+    assert clean.verdict(np.asarray(_colourful(40)), p)[0] == "too_small"
+    gray = np.asarray(_colourful().convert("L").convert("RGB"))
+    assert clean.verdict(gray, p)[0] == "grayscale"
+    flat = np.full((96, 96, 3), (200, 30, 60), np.uint8)
+    flat[::7, ::7] = (205, 35, 62)  # a few specks do not make it a picture
+    assert clean.verdict(flat, p)[0] == "monochrome"
+
+
+def test_make_clean_modes_reasons_and_hashes(tmp_path):
+    base = _colourful(128)
+    files = {}
+
+    def save(name, img, **kw):
+        files[name] = tmp_path / name
+        img.save(files[name], **kw)
+
+    save("rgb.png", base)
+    save("same-pixels.bmp", base)                     # other bytes, same picture
+    save("cmyk.jpg", base.convert("CMYK"), quality=95)
+    save("palette.png", base.convert("P"))
+    save("rgba.png", base.convert("RGBA"))
+    save("gray16.png", Image.fromarray((np.asarray(base.convert("L")).astype(np.uint16) * 257)))
+    save("small.png", _colourful(30))
+    save("icc.jpg", base, quality=95, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    (tmp_path / "trunc.jpg").write_bytes((tmp_path / "cmyk.jpg").read_bytes()[:300])
+    files["trunc.jpg"] = tmp_path / "trunc.jpg"
+    rows = [{"crop": f"{i}-0", "id": i, "source": str(p), "path": str(p), "box": "", "score": "",
+             "status": "face", "detail": ""} for i, p in enumerate(files.values())]
+    rows.append({"crop": "", "id": 99, "source": "x", "path": "", "box": "", "score": "",
+                 "status": "no_face", "detail": ""})
+    write_tsv(tmp_path / "faces.tsv", rows, FACE_COLUMNS)
+    counts = clean.make_clean(tmp_path / "faces.tsv", tmp_path / "clean.tsv", clean.CleanParams(min_side=64))
+    out = {r["path"].rsplit("/", 1)[-1]: r for r in read_tsv(tmp_path / "clean.tsv")}
+    assert len(out) == len(files)  # one verdict per crop; the faces-stage reject is not repeated
+    verdicts = {k: v["verdict"] for k, v in out.items()}
+    assert verdicts["gray16.png"] == "grayscale" and verdicts["small.png"] == "too_small"
+    assert verdicts["trunc.jpg"] == "truncated"
+    for name in ("rgb.png", "same-pixels.bmp", "cmyk.jpg", "palette.png", "rgba.png", "icc.jpg"):
+        assert verdicts[name] == "kept", (name, out[name]["detail"])
+        assert len(out[name]["phash"]) == 16 and len(out[name]["sha256"]) == 64
+    assert out["rgb.png"]["sha256"] == out["same-pixels.bmp"]["sha256"]
+    assert out["rgb.png"]["sha256"] != out["cmyk.jpg"]["sha256"]
+    assert sum(counts.values()) == len(files)
+    # colour conversions land close to the picture they encode
+    ref = np.asarray(base).astype(int)
+    for name in ("cmyk.jpg", "icc.jpg"):
+        diff = np.abs(np.asarray(load_srgb(files[name])).astype(int) - ref).mean()
+        assert diff < 12, (name, diff)
+    assert np.array_equal(np.asarray(load_srgb(files["palette.png"])), np.asarray(base.convert("P").convert("RGB")))

@@ -4,10 +4,15 @@
 
 from ganflow.config import ConfigError, validate as _validate
 
-configfile: "config/config.yaml"
+# The demo config unless the user gives their own (--configfile), which then stands alone:
+# nothing of the demo leaks into it. --config key=value overrides work either way.
+if not workflow.config_settings.configfiles:
+
+    configfile: f"{workflow.basedir}/config/config.yaml"
+
 
 try:
-    config.update(_validate(config, workflow.source_path("config/schema.yaml")))
+    config.update(_validate(config, f"{workflow.basedir}/config/schema.yaml"))
 except ConfigError as _err:
     raise WorkflowError(str(_err)) from None
 

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .runlog import SetupError
 from .tables import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ def find_clusters(crops: Sequence[str], sha256: Sequence[str], phash: Sequence[s
     n = len(crops)
     if not (len(sha256) == len(phash) == len(areas) == n):
         raise ValueError("find_clusters needs crops, sha256, phash and areas of equal length")
-    if not 0 <= threshold < HASH_BITS // 2:
-        raise ValueError(f"dedupe threshold must be 0..{HASH_BITS // 2 - 1} bits, got {threshold}")
+    if not 0 <= threshold <= HASH_BITS // 2:
+        raise ValueError(f"dedupe threshold must be 0..{HASH_BITS // 2} bits, got {threshold}")
     if n == 0:
         return []
     parsed = [parse_phash(p) for p in phash]
@@ -227,7 +228,7 @@ def dedupe(clean_tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike,
         rows = read_tsv(path)
         missing = [c for c in CLEAN_NEEDED if rows and c not in rows[0]]
         if missing:
-            raise ValueError(f"clean manifest {path} lacks column(s) {', '.join(missing)}; "
+            raise SetupError(f"clean manifest {path} lacks column(s) {', '.join(missing)}; "
                              "rebuild it with the clean stage of this version")
         for row in rows:
             if row["verdict"] != "kept":

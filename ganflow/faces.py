@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .runlog import SetupError
 from .imaging import ImageRejected, load_srgb, sha256_file, to_array
-from .tables import atomic_path, read_tsv, write_tsv
+from .tables import atomic_path, read_tsv, remove_stale, write_if_changed, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,7 @@ def make_faces(ids_tsv: Path, out_dir: Path, out_tsv: Path, params: FaceParams,
             rows.append({**base, "crop": crop_id, "path": str(path), "box": f"{bx},{by},{bw},{bh}",
                          "score": round(score, 3), "status": "face", "detail": ""})
             counts["crops"] += 1
-    for stale in out_dir.glob("*.png"):  # crops of a previous run that no longer exist
-        if stale.name not in written:
-            stale.unlink()
+    remove_stale(out_dir, written, ["*.png"])
     write_tsv(out_tsv, rows, FACE_COLUMNS)
     return counts
 
@@ -160,8 +158,4 @@ def _write_png(rgb: np.ndarray, path: Path) -> None:
                            [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise RuntimeError(f"OpenCV failed to encode crop {path}")
-    data = buf.tobytes()
-    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-        return
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    write_if_changed(path, buf.tobytes())

@@ -25,7 +25,7 @@ def _rows(paths: Sequence[Path]) -> list[dict]:
 
 
 def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], dedupe_tsv: Path,
-           images: Sequence[Path]) -> list[dict]:
+           images: Sequence[Path], image_rejects: Sequence[Path]) -> list[dict]:
     """Stage counts (posts -> selected -> found -> with face -> crops -> clean -> unique -> final)
     with the drop reasons of each step."""
     summary = json.loads(Path(summary_json).read_text())
@@ -50,7 +50,7 @@ def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], ded
     kept = [r for r in clean_rows if r["verdict"] == "kept"]
     dup_drops = Counter(f"{r['kind']}_duplicate" for r in dedupe_rows if r["keep"] != "1")
     unique = [r for r in dedupe_rows if r["keep"] == "1"]
-    final_drops = Counter({"failed_in_images_stage": max(0, len(unique) - len(image_rows))})
+    final_drops = Counter(r["reason"] for r in _rows(image_rejects))
 
     table = []
     table += step("posts", summary.get("posts", 0), Counter())
@@ -65,10 +65,10 @@ def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], ded
 
 
 def make_funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], dedupe_tsv: Path,
-                images: Sequence[Path], out_tsv: Path, sheets: dict[str, Path], *,
-                thumb: int = 64, max_items: int = 64) -> list[dict]:
+                images: Sequence[Path], image_rejects: Sequence[Path], out_tsv: Path, sheets: dict[str, Path],
+                *, thumb: int = 64, max_items: int = 64) -> list[dict]:
     """Write the funnel table and one contact sheet per stage (faces, rejected, duplicates, images)."""
-    table = funnel(summary_json, faces, clean, dedupe_tsv, images)
+    table = funnel(summary_json, faces, clean, dedupe_tsv, images, image_rejects)
     write_tsv(out_tsv, table, FUNNEL_COLUMNS)
     for row in table:
         if row["count"] != "":

@@ -45,6 +45,25 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
             yield fh
 
 
+def write_if_changed(path: str | os.PathLike, data: bytes) -> None:
+    """Write atomically, leaving an identical existing file untouched so a rerun that
+    produces the same bytes keeps the file (and its time) as it was."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def remove_stale(directory: str | os.PathLike, keep: set[str], patterns: Sequence[str]) -> None:
+    """Delete files matching `patterns` in `directory` that this run did not write, so a
+    rerun never leaves outputs of a previous run behind."""
+    for pattern in patterns:
+        for path in Path(directory).glob(pattern):
+            if path.name not in keep:
+                path.unlink()
+
+
 def write_tsv(path: str | os.PathLike, rows: Iterable[Mapping], columns: Sequence[str]) -> int:
     """Write rows (dicts) as a TSV with a header, atomically; return the row count."""
     n = 0

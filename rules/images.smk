@@ -7,6 +7,7 @@ rule images:
     output:
         images=directory(f"{R}/images/{{shard}}"),
         manifest=f"{R}/images/{{shard}}.tsv",
+        rejected=f"{R}/images-rejected/{{shard}}.tsv",
     params:
         images=config["images"],
         content=content(listed="path"),

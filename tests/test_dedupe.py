@@ -1,0 +1,213 @@
+"""Near-duplicate clustering: exact against brute force, deterministic keeper, manifests."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from ganflow import dedupe as dd
+from ganflow.runlog import SetupError
+from ganflow.tables import read_tsv, write_tsv
+
+CLEAN_COLUMNS = ["crop", "id", "source", "path", "box", "width", "height", "verdict", "detail", "sha256", "phash"]
+
+
+def _popcount(x: int) -> int:
+    return bin(x).count("1")
+
+
+def _brute_partition(hashes: list[int | None], sha: list[str], t: int) -> set[frozenset[int]]:
+    """Reference: all pairs, plain Python union-find."""
+    parent = list(range(len(hashes)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in itertools.combinations(range(len(hashes)), 2):
+        same_sha = sha[i] and sha[i] == sha[j]
+        close = hashes[i] is not None and hashes[j] is not None and _popcount(hashes[i] ^ hashes[j]) <= t
+        if same_sha or close:
+            parent[root(i)] = root(j)
+    groups: dict[int, set[int]] = {}
+    for i in range(len(hashes)):
+        groups.setdefault(root(i), set()).add(i)
+    return {frozenset(g) for g in groups.values()}
+
+
+def _clustered(n_bases: int, per_base: int, max_flips: int, seed: int) -> list[int]:
+    """Hashes in tight families, so that many pairs sit near any threshold."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n_bases):
+        base = rng.getrandbits(64)
+        out.append(base)
+        for _ in range(per_base):
+            flips = rng.sample(range(64), rng.randint(0, max_flips))
+            out.append(base ^ sum(1 << b for b in flips))
+    rng.shuffle(out)
+    return out
+
+
+def _partition(rows: list[dict]) -> set[frozenset[int]]:
+    groups: dict[str, set[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r["cluster"], set()).add(i)
+    return {frozenset(g) for g in groups.values()}
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 3, 4, 6])
+def test_clusters_equal_brute_force(threshold):
+    hashes = _clustered(30, 6, max_flips=8, seed=threshold)
+    n = len(hashes)
+    sha = [f"s{i}" for i in range(n)]
+    sha[5] = sha[70] = "same-pixels"  # an exact duplicate with unrelated hashes still joins
+    hashes[9] = None
+    crops = [f"{i}-0" for i in range(n)]
+    phash = [None if h is None else f"{h:016x}" for h in hashes]
+    rows = dd.find_clusters(crops, sha, phash, [100] * n, threshold)
+    assert _partition(rows) == _brute_partition(hashes, sha, threshold)
+    assert len({r["cluster"] for r in rows}) == sum(r["keep"] for r in rows)
+
+
+@pytest.mark.parametrize("layout", [(5, 1), (6, 2), (7, 3), (9, 5)])
+def test_near_pairs_exact_for_every_block_layout(monkeypatch, layout):
+    hashes = np.unique(np.array(_clustered(40, 8, max_flips=7, seed=1), dtype=np.uint64))
+    monkeypatch.setattr(dd, "block_layout", lambda m, t: layout)
+    a, b = dd.near_pairs(hashes, 4)
+    got = set(zip(a.tolist(), b.tolist()))
+    want = {(i, j) for i, j in itertools.combinations(range(len(hashes)), 2)
+            if _popcount(int(hashes[i]) ^ int(hashes[j])) <= 4}
+    assert len(want) > 50
+    assert got == want
+
+
+def test_block_layout_is_a_valid_pigeonhole_and_grows_keys_with_size():
+    for m in (10, 10_000, 700_000, 10_000_000):
+        for t in (1, 4, 8):
+            blocks, agree = dd.block_layout(m, t)
+            assert blocks - agree == t and agree >= 1
+    assert dd.block_layout(700_000, 4)[1] > dd.block_layout(1_000, 4)[1]
+
+
+def test_keeper_is_largest_then_smallest_id_whatever_the_order():
+    base = 0x0123456789ABCDEF
+    crops = ["9-0", "10-0", "11-0", "12-0"]
+    phash = [f"{base:016x}", f"{base ^ 1:016x}", f"{base ^ 3:016x}", f"{base ^ 0xFF:016x}"]
+    areas = [400, 400, 100, 900]  # 12-0 is biggest but 8 bits away from everything
+    sha = ["a", "b", "c", "d"]
+    for perm in itertools.permutations(range(4)):
+        rows = dd.find_clusters([crops[i] for i in perm], [sha[i] for i in perm],
+                                [phash[i] for i in perm], [areas[i] for i in perm], 4)
+        by = {r["crop"]: r for r in rows}
+        assert [r["crop"] for r in rows] == [crops[i] for i in perm]
+        assert by["10-0"] == {"crop": "10-0", "cluster": "10-0", "keep": 1, "kind": "unique", "distance": 0}
+        assert by["9-0"] == {"crop": "9-0", "cluster": "10-0", "keep": 0, "kind": "near", "distance": 1}
+        assert by["11-0"]["cluster"] == "10-0" and by["11-0"]["distance"] == 1
+        assert by["12-0"] == {"crop": "12-0", "cluster": "12-0", "keep": 1, "kind": "unique", "distance": 0}
+
+
+def test_transitive_chain_exact_kind_and_missing_hash():
+    a = 0xFFFF_0000_FFFF_0000
+    b = a ^ 0b111  # 3 bits from a
+    c = b ^ 0b111000  # 3 bits from b, 6 from a
+    crops = ["1-0", "2-0", "3-0", "4-0", "5-0", "6-0"]
+    phash = [f"{a:016x}", f"{b:016x}", f"{c:016x}", f"{a:016x}", "", "zz"]
+    sha = ["x", "y", "z", "x", "y", "q"]  # 4-0 has 1-0's pixels; 5-0 has 2-0's pixels and no hash
+    areas = [500, 100, 100, 500, 100, 100]
+    rows = {r["crop"]: r for r in dd.find_clusters(crops, sha, phash, areas, 4)}
+    assert {r["cluster"] for k, r in rows.items() if k != "6-0"} == {"1-0"}
+    assert rows["3-0"]["distance"] == 6 and rows["3-0"]["kind"] == "near"
+    assert rows["4-0"]["kind"] == "exact" and rows["4-0"]["distance"] == 0
+    assert rows["5-0"]["kind"] == "near" and rows["5-0"]["distance"] == ""
+    assert rows["6-0"] == {"crop": "6-0", "cluster": "6-0", "keep": 1, "kind": "unique", "distance": 0}
+
+
+def test_identical_hashes_different_pixels_are_near_at_zero():
+    h = "00ff00ff00ff00ff"
+    rows = dd.find_clusters(["1-0", "2-0", "3-0"], ["a", "b", "c"], [h, h, int(h, 16)], [10, 20, 30], 0)
+    assert [r["cluster"] for r in rows] == ["3-0"] * 3
+    assert [(r["kind"], r["distance"]) for r in rows] == [("near", 0), ("near", 0), ("unique", 0)]
+
+
+def test_many_identical_hashes_do_not_go_quadratic():
+    n = 30_000  # 4.5e8 pairs if compared pairwise; collapsed to one distinct hash first
+    rows = dd.find_clusters([f"{i}-0" for i in range(n)], [f"{i}" for i in range(n)],
+                            ["0123456789abcdef"] * n, [1] * n, 4)
+    assert {r["cluster"] for r in rows} == {"0-0"}
+
+
+def test_connected_components_matches_reference():
+    rng = np.random.default_rng(3)
+    n = 2000
+    a = rng.integers(0, n, 1500)
+    b = rng.integers(0, n, 1500)
+    chain = np.arange(500, 900)  # a long path, the worst case for label propagation
+    a, b = np.r_[a, chain[:-1]], np.r_[b, chain[1:]]
+    labels = dd.connected_components(n, a, b)
+    parent = list(range(n))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for x, y in zip(a.tolist(), b.tolist()):
+        parent[root(x)] = root(y)
+    smallest: dict[int, int] = {}
+    for i in range(n):
+        smallest.setdefault(root(i), i)
+    assert labels.tolist() == [smallest[root(i)] for i in range(n)]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="equal length"):
+        dd.find_clusters(["a"], [], ["0" * 16], [1], 4)
+    with pytest.raises(ValueError, match="threshold"):
+        dd.find_clusters(["a"], ["s"], ["0" * 16], [1], 40)
+    assert dd.find_clusters([], [], [], [], 4) == []
+    assert dd.parse_phash("0123456789ABCDEF") == 0x0123456789ABCDEF
+    assert dd.parse_phash("123") is None and dd.parse_phash("g" * 16) is None and dd.parse_phash(-1) is None
+
+
+def _clean(path, rows):
+    write_tsv(path, rows, CLEAN_COLUMNS)
+
+
+def _row(crop, phash, sha, size=100, verdict="kept"):
+    return {"crop": crop, "id": crop.split("-")[0], "width": size, "height": size, "verdict": verdict,
+            "sha256": sha if verdict == "kept" else "", "phash": phash if verdict == "kept" else ""}
+
+
+def test_dedupe_writes_global_and_every_shard(tmp_path):
+    h = 0x5555_AAAA_5555_AAAA
+    _clean(tmp_path / "clean/0000.tsv", [_row("10-0", f"{h:016x}", "p", 200), _row("20-0", "", "", verdict="too_small")])
+    _clean(tmp_path / "clean/0001.tsv", [_row("11-0", f"{h ^ 0b11:016x}", "q", 100),
+                                         _row("21-0", f"{~h & (2**64 - 1):016x}", "r")])
+    _clean(tmp_path / "clean/0002.tsv", [_row("12-0", "", "", verdict="grayscale")])
+    manifests = [tmp_path / f"clean/000{i}.tsv" for i in range(3)]
+    summary = dd.dedupe(manifests, tmp_path / "dedupe.tsv", tmp_path / "dedupe", threshold=4)
+
+    everything = read_tsv(tmp_path / "dedupe.tsv")
+    assert [r["crop"] for r in everything] == ["10-0", "11-0", "21-0"]  # only kept crops, in order
+    assert read_tsv(tmp_path / "dedupe/0001.tsv") == [
+        {"crop": "11-0", "cluster": "10-0", "keep": "0", "kind": "near", "distance": "2"},
+        {"crop": "21-0", "cluster": "21-0", "keep": "1", "kind": "unique", "distance": "0"}]
+    assert [r["crop"] for r in read_tsv(tmp_path / "dedupe/0000.tsv")] == ["10-0"]
+    assert (tmp_path / "dedupe/0002.tsv").read_text() == "crop\tcluster\tkeep\tkind\tdistance\n"
+    assert summary["crops"] == 3 and summary["kept"] == 2 and summary["removed_near"] == 1
+    assert summary["shards"] == 3 and summary["largest_cluster"] == 2
+
+
+def test_dedupe_counts_unhashed_rows_and_refuses_foreign_tables(tmp_path, caplog):
+    _clean(tmp_path / "a.tsv", [_row("1-0", "not-a-hash", "s1"), _row("2-0", "", "s1")])
+    summary = dd.dedupe([tmp_path / "a.tsv"], tmp_path / "d.tsv", tmp_path / "d", threshold=4)
+    assert summary["unhashed"] == 2 and summary["removed_exact"] == 1
+    assert "no valid phash" in caplog.text
+    write_tsv(tmp_path / "b.tsv", [{"crop": "1-0", "verdict": "kept"}], ["crop", "verdict"])
+    with pytest.raises(SetupError, match=r"b\.tsv lacks column\(s\) width, height, sha256, phash"):
+        dd.dedupe([tmp_path / "b.tsv"], tmp_path / "d.tsv", tmp_path / "d", threshold=4)

@@ -1,0 +1,92 @@
+"""End to end: the real DAG on a tiny demo, then reruns by content, then a bad config."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganflow.tables import read_tsv
+from workflow import jobs_planned, snakemake, tiny_config
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, cascade_path):
+    """One full run of the data stages on the tiny demo, shared by the tests below."""
+    wd = tmp_path_factory.mktemp("wf")
+    tiny_config(wd, cascade_path)
+    started = time.monotonic()
+    snakemake(wd)
+    return wd, time.monotonic() - started
+
+
+def _rows(wd: Path, stage: str) -> list[dict]:
+    return [r for p in sorted((wd / "results/demo" / stage).glob("*.tsv")) for r in read_tsv(p)]
+
+
+def test_data_stages_end_to_end(demo_run):
+    wd, seconds = demo_run
+    res = wd / "results/demo"
+    truth = {r["id"]: r for r in read_tsv(res / "mirror/truth.tsv")}
+    images = _rows(wd, "images")
+    assert len(images) >= 8, f"only {len(images)} final images"
+    for row in images:
+        img = Image.open(row["path"])
+        assert img.size == (32, 32) and img.mode == "RGB" and img.format == "JPEG"
+        assert truth[row["id"]]["kind"] not in {"grayscale", "monochrome", "tiny", "truncated", "not_image"}
+    # nothing kept is lost between stages: every unique kept crop becomes exactly one image
+    unique = {r["crop"] for r in read_tsv(res / "dedupe.tsv") if r["keep"] == "1"}
+    assert {r["image"] for r in images} == unique
+    kept = {r["crop"] for r in _rows(wd, "clean") if r["verdict"] == "kept"}
+    assert {r["crop"] for r in read_tsv(res / "dedupe.tsv")} == kept
+    crops = {r["crop"] for r in _rows(wd, "faces") if r["status"] == "face"}
+    assert {r["crop"] for r in _rows(wd, "clean")} == crops
+    selected = {r["id"] for r in _rows(wd, "ids")}
+    assert {r["id"] for r in _rows(wd, "faces")} == selected
+    # junk is caught with its reason somewhere along the way
+    reasons = {r["reason"] for r in read_tsv(res / "ids/rejected.tsv")}
+    assert {"malformed_json", "bad_id", "bad_file_ext", "missing_file"} <= reasons
+    # an exact duplicate and its original never both reach the final set
+    final_ids = {r["id"] for r in images}
+    for r in truth.values():
+        if r["kind"] == "exact_dup" and r["id"] in final_ids:
+            assert r["dup_of"] not in final_ids
+    funnel = {r["stage"]: int(r["count"]) for r in read_tsv(res / "report/funnel.tsv") if r["count"]}
+    assert funnel["final"] == len(images) and funnel["found"] == len(selected)
+    assert funnel["posts"] >= funnel["selected"] >= funnel["found"] >= funnel["with_face"]
+    for stage in ("faces", "rejected", "duplicates", "images"):
+        assert Image.open(res / f"report/contact-{stage}.png").size[0] > 0
+    assert seconds < 180
+
+
+def test_rerun_only_what_changed(demo_run):
+    wd, _ = demo_run
+    assert jobs_planned(wd) == {}, "a second run right after a complete one must have nothing to do"
+    sources = [Path(r["path"]) for r in _rows(wd, "ids")]
+    for p in sources:
+        os.utime(p, None)
+    assert jobs_planned(wd) == {}, "touching every source image must rerun nothing"
+    # edit one decodable face image: its shard's faces/clean/images rerun, plus the global stages
+    row = next(r for r in _rows(wd, "faces") if r["status"] == "face")
+    src = Path(row["source"])
+    original = Image.open(src)
+    arr = np.asarray(original.convert("RGB")).copy()
+    arr[:4, :4] = 255 - arr[:4, :4]
+    Image.fromarray(arr).save(src, format=original.format)
+    planned = jobs_planned(wd)
+    assert planned.get("faces") == 1 and planned.get("clean") == 1 and planned.get("dedupe") == 1
+    assert "select" not in planned and "demo_mirror" not in planned
+    snakemake(wd)
+    assert jobs_planned(wd) == {}
+
+
+def test_bad_config_stops_before_any_job(tmp_path, cascade_path):
+    tiny_config(tmp_path, cascade_path, **{"faces.min_sise": 40})
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "config key faces.min_sise is not known" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()

@@ -23,6 +23,7 @@ include: "rules/select.smk"
 include: "rules/faces.smk"
 include: "rules/clean.smk"
 include: "rules/images.smk"
+include: "rules/dataset.smk"
 include: "rules/report.smk"
 
 

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 from collections import Counter, deque
+from dataclasses import dataclass, field
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -45,6 +46,9 @@ COMPRESSION = "GZIP"
 # TensorFlow's default (IFAST) differs from it by up to ~6 levels.
 DCT_METHOD = "INTEGER_ACCURATE"
 _FORMATS = {"JPEG": "jpg", "PNG": "png"}
+# A record is a tf.train.Example of bytes features: image (the file's bytes), id (image id),
+# source_id, source (source file path), box ("x,y,w,h" in the source, as in the manifest),
+# format (jpg | png) and sha256 (the 32-byte digest of image).
 _RECORD_FIELDS = ["image", "id", "source_id", "source", "box", "format", "sha256"]
 
 
@@ -53,9 +57,10 @@ def pack(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
          resolution: int | None = None, verbose: bool = False) -> dict:
     """Pack the images listed in the images manifests into `shards` TFRecord shards.
 
-    `resolution` None takes the most common square size in the manifests. Every file that
-    cannot be packed is logged with its reason and listed in skipped.tsv. Returns the
-    dataset.json content.
+    `resolution` None takes the most common square size in the manifests; manifest paths are
+    read as written (relative ones from the current directory, the workflow root). Every
+    file that cannot be packed is logged with its reason and listed in skipped.tsv. Returns
+    the dataset.json content.
     """
     if shards < 1:
         raise SetupError(f"the dataset shard count is {shards}; set it to 1 or more")
@@ -69,60 +74,38 @@ def pack(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
     n = max(1, min(shards, len(rows)))
     bounds = np.linspace(0, len(rows), n + 1).astype(int)
     loaded = _ordered(lambda row: _try_load(row, resolution), rows, workers=min(4, os.cpu_count() or 1))
-    ids: list[str] = []
-    formats: Counter[str] = Counter()
-    shard_meta = []
-    source_bytes = record_bytes = 0
-    options = tf.io.TFRecordOptions(compression_type=COMPRESSION, compression_level=6)
+    tally = _Tally(skipped=skipped)
     with tqdm(total=len(rows), desc=f"pack {out_dir}", unit="img", disable=None) as bar:
-        for i in range(n):
-            name = f"data-{i:03d}-of-{n:03d}.tfrecord"
-            count = 0
-            with atomic_path(out_dir / name) as tmp:
-                with tf.io.TFRecordWriter(str(tmp), options) as writer:
-                    for row, result in islice(loaded, int(bounds[i + 1] - bounds[i])):
-                        bar.update()
-                        if isinstance(result, ImageRejected):
-                            skipped.append(_skip(row, result))
-                            continue
-                        data, fmt, digest = result
-                        record = _example(row, data, fmt, digest)
-                        writer.write(record)
-                        if verbose:
-                            log.info("packed %s (%s)", row["path"], row["image"])
-                        ids.append(row["image"])
-                        formats[fmt] += 1
-                        source_bytes += len(data)
-                        record_bytes += len(record) + 16  # TFRecord framing: length, 2 CRCs
-                        count += 1
-                shard_meta.append({"file": name, "count": count, "bytes": tmp.stat().st_size,
-                                   "sha256": sha256_file(tmp)})
+        shard_meta = [_write_shard(out_dir / f"data-{i:03d}-of-{n:03d}.tfrecord",
+                                   islice(loaded, int(bounds[i + 1] - bounds[i])), tally, bar, verbose)
+                      for i in range(n)]
     write_tsv(out_dir / SKIPPED, skipped, SKIPPED_COLUMNS)
-    if not ids:
-        reasons = Counter(s["reason"] for s in skipped)
-        raise SetupError(f"no image could be packed into {out_dir}: all {len(skipped)} candidates were "
-                         f"skipped ({_summary(reasons)}); see {out_dir / SKIPPED} and fix the images stage")
+    reasons = ", ".join(f"{k} {reason}" for reason, k in Counter(s["reason"] for s in skipped).most_common())
+    if not tally.ids:
+        why = (f"all {len(skipped)} candidates were skipped ({reasons}); see {out_dir / SKIPPED}" if skipped
+               else "the images manifests (and keep list) name no image")
+        raise SetupError(f"no image could be packed into {out_dir}: {why}; fix the images stage or the keep list")
     meta = {
-        "count": len(ids),
+        "count": len(tally.ids),
         "resolution": resolution,
         "channels": 3,
-        "format": "+".join(sorted(formats)),
+        "format": "+".join(sorted(tally.formats)),
         "compression": COMPRESSION,
         "seed": seed,
-        "source_bytes": source_bytes,
-        "record_bytes": record_bytes,
+        "source_bytes": tally.source_bytes,
+        "record_bytes": tally.record_bytes,
         "packed_bytes": sum(s["bytes"] for s in shard_meta),
         "skipped": len(skipped),
         "excluded_by_keep": excluded,
         "shards": shard_meta,
-        "ids": ids,
+        "ids": tally.ids,
     }
     with atomic_open(out_dir / META) as fh:
         json.dump(meta, fh, indent=1)
         fh.write("\n")
     log.info("packed %d images (%d px, %.3fx the source bytes) into %d shards in %s; %d skipped%s",
-             len(ids), resolution, meta["packed_bytes"] / source_bytes, n, out_dir, len(skipped),
-             f" ({_summary(Counter(s['reason'] for s in skipped))}), see {out_dir / SKIPPED}" if skipped else "")
+             meta["count"], resolution, meta["packed_bytes"] / tally.source_bytes, n, out_dir, len(skipped),
+             f" ({reasons}), see {out_dir / SKIPPED}" if skipped else "")
     return meta
 
 
@@ -309,6 +292,39 @@ def _ordered(fn: Callable, items: Iterable, workers: int) -> Iterator:
             yield done, future.result()
 
 
+@dataclass
+class _Tally:
+    """What the shards of one packing hold so far, for dataset.json and the log."""
+    skipped: list[dict]
+    ids: list[str] = field(default_factory=list)
+    formats: Counter = field(default_factory=Counter)
+    source_bytes: int = 0
+    record_bytes: int = 0
+
+
+def _write_shard(path: Path, loaded: Iterable, tally: _Tally, bar: tqdm, verbose: bool) -> dict:
+    """Write one shard under a temporary name, renamed onto `path` only once complete."""
+    count = 0
+    with atomic_path(path) as tmp:
+        with tf.io.TFRecordWriter(str(tmp), tf.io.TFRecordOptions(compression_type=COMPRESSION)) as writer:
+            for row, result in loaded:
+                bar.update()
+                if isinstance(result, ImageRejected):
+                    tally.skipped.append(_skip(row, result))
+                    continue
+                data, fmt, digest = result
+                record = _example(row, data, fmt, digest)
+                writer.write(record)
+                if verbose:
+                    log.info("packed %s (%s)", row["path"], row["image"])
+                tally.ids.append(row["image"])
+                tally.formats[fmt] += 1
+                tally.source_bytes += len(data)
+                tally.record_bytes += len(record) + 16  # TFRecord framing: length and two CRCs
+                count += 1
+        return {"file": path.name, "count": count, "bytes": tmp.stat().st_size, "sha256": sha256_file(tmp)}
+
+
 def _try_load(row: dict, resolution: int) -> tuple[bytes, str, bytes] | ImageRejected:
     try:
         return _load(row, resolution)
@@ -382,14 +398,10 @@ def _skip(row: dict, exc: ImageRejected) -> dict:
     return {"image": row["image"], "path": row["path"], "reason": exc.reason, "detail": exc.detail}
 
 
-def _summary(reasons: Counter) -> str:
-    return ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-
-
 # --- reading -------------------------------------------------------------------------------
 
 
-def _dct_ratio(native: int, resolution: int) -> int:
+def dct_ratio(native: int, resolution: int) -> int:
     """The largest libjpeg scale (1/2, 1/4, 1/8) that still yields at least `resolution`."""
     return next((k for k in (8, 4, 2) if native % k == 0 and native // k >= resolution), 1)
 
@@ -400,14 +412,15 @@ def _decoder(meta: dict, dataset_dir: Path, resolution: int, dct_downscale: bool
     if resolution > native:
         raise SetupError(f"{dataset_dir} holds {native}px images, too small for {resolution}px "
                          f"without upsampling; rebuild the images at {resolution}px or train at {native}px")
-    ratio = _dct_ratio(native, resolution) if dct_downscale else 1
+    ratio = dct_ratio(native, resolution) if dct_downscale else 1
     spec = {k: tf.io.FixedLenFeature([], tf.string) for k in ("image", "id", "format")}
 
     def fit(image: tf.Tensor, size: int) -> tf.Tensor:
         image.set_shape([size, size, 3])
         if size == resolution:
             return tf.cast(image, tf.float32)
-        return tf.image.resize(image, [resolution, resolution], method="area")
+        # area weights can overshoot 255 by float rounding; [-1, 1] must hold exactly
+        return tf.clip_by_value(tf.image.resize(image, [resolution, resolution], method="area"), 0.0, 255.0)
 
     def decode(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         fields = tf.io.parse_single_example(record, spec)

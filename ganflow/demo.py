@@ -94,7 +94,7 @@ def draw_character(rng: np.random.Generator, size: int) -> tuple[Image.Image, tu
     long_hair = rng.random() < 0.7
     blush = rng.random() < 0.5
     open_mouth = rng.random() < 0.35
-    ribbon = rng.random() < 0.3
+    ribbon = rng.random() < EXP.get('ribbon', 0.3)
 
     u = size * _SS
     x0, y0, x1, y1 = -0.6, -0.45, 1.6, 1.9
@@ -116,9 +116,9 @@ def draw_character(rng: np.random.Generator, size: int) -> tuple[Image.Image, tu
         d.ellipse([P(cx - rx, cy - ry), P(cx + rx, cy + ry)], fill=fill, outline=outline, width=w)
 
     # Head geometry, in units of the face box.
-    fw = rng.uniform(0.33, 0.37)           # half width of the face at the cheeks
-    cheek_y = 0.52
-    chin = rng.uniform(1.0, 1.05)
+    fw = rng.uniform(0.33, 0.37) * EXP.get('fw', 1)           # half width of the face at the cheeks
+    cheek_y = 0.52 + EXP.get('cheek', 0)
+    chin = rng.uniform(1.0, 1.05) + EXP.get('chin', 0)
     eye_y = rng.uniform(0.6, 0.64) + EXP.get('eye_y', 0)
     eye_dx = rng.uniform(0.16, 0.19) * EXP.get('eye_dx', 1)
     ew = rng.uniform(0.13, 0.155) / 2 * EXP.get('ew', 1)
@@ -134,15 +134,22 @@ def draw_character(rng: np.random.Generator, size: int) -> tuple[Image.Image, tu
     for i, x in enumerate(np.linspace(0.5 - spread + 0.02, 0.5 + spread - 0.02, n_tips * 2 + 1)[1:-1]):
         back.append((x, length - (0.0 if i % 2 else 0.12)))
     back += _curve((0.5 + spread - 0.02, length), (0.5 + spread + 0.05, length * 0.8), (0.5 + spread, cheek_y))
-    poly(back, fill=_shade(hair, 0.85))
+    if EXP.get('oldback'):
+        if long_hair:
+            poly([(-0.12, 0.3), (-0.22, length * 0.7), (-0.18, length), (0.2, length - 0.1),
+              (0.8, length - 0.1), (1.18, length), (1.22, length * 0.7), (1.12, 0.3)], fill=hair, w=width(0.035))
+        ellipse(0.5, 0.38, 0.62, 0.56, fill=hair, outline=line, w=width(0.035))
+    else:
+        poly(back, fill=_shade(hair, EXP.get('backshade', 0.85)))
 
     # Neck and shoulders.
     poly([(0.40, 0.85), (0.40, 1.25), (0.60, 1.25), (0.60, 0.85)], fill=skin, w=thin)
     poly(_curve((0.40, 0.9), (0.5, 1.05), (0.60, 0.9)) + [(0.60, 0.86), (0.40, 0.86)],
          fill=_shade(skin, 0.85), outline=None)
-    poly([(-0.35, 2.0), (-0.25, 1.45), (0.05, 1.22), (0.38, 1.18), (0.5, 1.32), (0.62, 1.18),
-          (0.95, 1.22), (1.25, 1.45), (1.35, 2.0)], fill=clothes)
-    poly([(0.36, 1.18), (0.5, 1.4), (0.64, 1.18), (0.5, 1.3)], fill=_shade(clothes, 0.75), w=thin)
+    by = EXP.get('body', 0)
+    poly([(x, y + (by if y < 1.9 else 0)) for x, y in [(-0.35, 2.0), (-0.25, 1.45), (0.05, 1.22), (0.38, 1.18), (0.5, 1.32), (0.62, 1.18),
+          (0.95, 1.22), (1.25, 1.45), (1.35, 2.0)]], fill=clothes)
+    poly([(x, y + by) for x, y in [(0.36, 1.18), (0.5, 1.4), (0.64, 1.18), (0.5, 1.3)]], fill=_shade(clothes, 0.75), w=thin)
 
     # Face: round forehead, cheeks tapering to a pointed chin.
     pts = [(0.5 + fw * math.cos(a), cheek_y - 0.5 * math.sin(a)) for a in np.linspace(0, math.pi, 24)]
@@ -174,11 +181,11 @@ def draw_character(rng: np.random.Generator, size: int) -> tuple[Image.Image, tu
         d.arc([P(ex - ew * 0.7, ey - eh * 1.2), P(ex + ew * 0.7, ey + eh * 1.05)], 60, 120, fill=line, width=thin)
         brow_y = ey - eh - rng.uniform(0.07, 0.10)
         d.line([P(ex - side * ew * 0.8, brow_y + 0.01), P(ex, brow_y - 0.01),
-                P(ex + side * ew * 0.9, brow_y + 0.015)], fill=_shade(hair, 0.4), width=thin, joint="curve")
+                P(ex + side * ew * 0.9, brow_y + 0.015)], fill=_shade(hair, 0.4), width=width(EXP.get('brow', 0.012)), joint="curve")
 
     # Nose and mouth.
     d.line([P(0.51, 0.76), P(0.5, 0.785)], fill=_shade(skin, 0.6), width=thin)
-    mouth_y = (0.785 + chin) / 2
+    mouth_y = (0.785 + chin) / 2 + EXP.get('mouth', 0)
     if open_mouth:
         poly([(0.45, mouth_y - 0.02), (0.55, mouth_y - 0.02), (0.53, mouth_y + 0.02), (0.5, mouth_y + 0.03),
               (0.47, mouth_y + 0.02)], fill=(190, 70, 80), w=thin)
@@ -186,18 +193,31 @@ def draw_character(rng: np.random.Generator, size: int) -> tuple[Image.Image, tu
         d.arc([P(0.45, mouth_y - 0.05), P(0.55, mouth_y + 0.01)], 20, 160, fill=line, width=thin)
 
     # Bangs: a hair cap whose lower edge is a row of pointed strands over the forehead.
-    n = int(rng.integers(5, 9))
-    tip_limit = eye_y - eh + 0.02
-    xs = np.linspace(0.5 + fw + 0.1, 0.5 - fw - 0.1, n + 1)
-    edge = [(0.5 + spread * 0.95, cheek_y)]
-    for i in range(n):
-        a, b = xs[i], xs[i + 1]
-        tip = ((a + b) / 2 + rng.uniform(-0.03, 0.03), min(tip_limit, rng.uniform(0.38, 0.5)))
-        edge += _curve((a, rng.uniform(0.16, 0.26)), ((a + tip[0]) / 2, tip[1] - 0.1), tip, 4)
-        edge += _curve(tip, ((b + tip[0]) / 2, tip[1] - 0.1), (b, rng.uniform(0.16, 0.26)), 4)[1:]
-    edge.append((0.5 - spread * 0.95, cheek_y))
-    cap = [(0.5 + spread * 0.95 * math.cos(a), cheek_y - 0.6 * math.sin(a)) for a in np.linspace(math.pi, 0, 20)]
-    poly(cap + edge, fill=hair)
+    if EXP.get('oldbangs'):
+        n = int(rng.integers(5, 9))
+        top_of_eye = eye_y - eh
+        edge = [(1.08, 0.55)]
+        xs = np.linspace(0.98, 0.02, n + 1)
+        for i in range(n):
+            a, b = xs[i], xs[i + 1]
+            tip = min(top_of_eye + 0.03, rng.uniform(0.36, 0.48))
+            edge += [(a, rng.uniform(0.16, 0.26)), ((a + b) / 2 + rng.uniform(-0.03, 0.03), tip)]
+        edge += [(0.02, rng.uniform(0.18, 0.26)), (-0.08, 0.55)]
+        cap = [(0.5 + 0.6 * math.cos(a), 0.4 - 0.52 * math.sin(a)) for a in np.linspace(math.pi, 0, 20)]
+        poly(cap[:1] + [(-0.1, 0.55)] + edge[::-1] + [(1.1, 0.55)] + cap[::-1][:1] + cap[::-1], fill=hair, w=width(EXP['oldbangs']))
+    else:
+        n = int(rng.integers(5, 9))
+        tip_limit = eye_y - eh + 0.02
+        xs = np.linspace(0.5 + fw + 0.1, 0.5 - fw - 0.1, n + 1)
+        edge = [(0.5 + spread * 0.95, cheek_y)]
+        for i in range(n):
+            a, b = xs[i], xs[i + 1]
+            tip = ((a + b) / 2 + rng.uniform(-0.03, 0.03), min(tip_limit, rng.uniform(0.38, 0.5)))
+            edge += _curve((a, rng.uniform(0.16, 0.26)), ((a + tip[0]) / 2, tip[1] - 0.1), tip, 4)
+            edge += _curve(tip, ((b + tip[0]) / 2, tip[1] - 0.1), (b, rng.uniform(0.16, 0.26)), 4)[1:]
+        edge.append((0.5 - spread * 0.95, cheek_y))
+        cap = [(0.5 + spread * 0.95 * math.cos(a), cheek_y - 0.6 * math.sin(a)) for a in np.linspace(math.pi, 0, 20)]
+        poly(cap + edge, fill=hair)
     for _ in range(int(rng.integers(2, 5))):  # a few strand lines for a drawn look
         sx = rng.uniform(0.2, 0.8)
         d.line(_curve_px(P, (sx, top + 0.12), (sx + rng.uniform(-0.08, 0.08), 0.1), (sx + rng.uniform(-0.05, 0.05), 0.28)),
@@ -210,6 +230,10 @@ def draw_character(rng: np.random.Generator, size: int) -> tuple[Image.Image, tu
     for side in (-1, 1):
         sx = 0.5 + side * (fw + 0.02)
         wo, wi = EXP.get('wo', 0.1), EXP.get('wi', 0.1)
+        if EXP.get('oldlocks'):
+            poly([(sx - side * 0.06, 0.25), (sx - side * 0.1, 0.55), (sx - side * 0.03, 1.0),
+                  (sx + side * 0.06, 0.7), (sx + side * 0.1, 0.3)], fill=hair, w=heavy)
+            continue
         outer = _curve((sx + side * wo, 0.28), (sx + side * wo, 0.7), (sx - side * 0.03, lock_end))
         inner = _curve((sx - side * 0.03, lock_end), (sx - side * wi, 0.65), (sx - side * wi * 0.6, 0.25))
         poly(outer + inner, fill=hair, w=heavy)

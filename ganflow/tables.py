@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping, Sequence
 
 csv.field_size_limit(1 << 30)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -27,6 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should be as shareable as any file
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -27,10 +27,9 @@ $(BIN)/.installed: pyproject.toml
 
 # The demo uses the bundled cascade copy when there is one (no internet needed); otherwise
 # the workflow downloads it from upstream and checks its sha256.
+DEMO_ARGS := $(if $(wildcard $(SHARED_CASCADE)),--config faces.cascade=$(SHARED_CASCADE))
 demo: sysdeps $(BIN)/.installed
-	@if [ -f $(SHARED_CASCADE) ] && [ ! -f resources/lbpcascade_animeface.xml ]; then \
-	  mkdir -p resources && cp $(SHARED_CASCADE) resources/; fi
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(DEMO_ARGS)
 
 test: sysdeps $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q

@@ -8,6 +8,7 @@ so every later stage sees the same pixels.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,9 @@ from .tables import atomic_path, read_tsv, remove_stale, write_if_changed, write
 
 log = logging.getLogger(__name__)
 
-FACE_COLUMNS = ["crop", "id", "source", "path", "box", "score", "status", "detail"]
+# sha256 of each crop file makes the manifest carry its content: the clean stage reruns
+# exactly when a crop's pixels change, even if its box and score did not.
+FACE_COLUMNS = ["crop", "id", "source", "path", "box", "score", "sha256", "status", "detail"]
 CASCADE_SHA256 = "9376d30ac38db6bda2a68b88b3b76bbd7e6aa33af47f7f5c76bc88ca75f1ce30"
 CASCADE_URL = ("https://raw.githubusercontent.com/nagadomi/lbpcascade_animeface/"
                "master/lbpcascade_animeface.xml")
@@ -120,8 +123,9 @@ def make_faces(ids_tsv: Path, out_dir: Path, out_tsv: Path, params: FaceParams,
         counts["images"] += 1
         base = {"id": item["id"], "source": item["path"]}
         if not params.enabled:  # already-cropped data: the whole image is the crop
-            rows.append({**base, "crop": f"{item['id']}-0", "path": item["path"], "box": "",
-                         "score": "", "status": "face", "detail": "detection disabled"})
+            rows.append({**base, "crop": f"{item['id']}-0", "path": item["path"], "box": "", "score": "",
+                         "sha256": sha256_file(item["path"]) if Path(item["path"]).is_file() else "",
+                         "status": "face", "detail": "detection disabled"})
             counts["crops"] += 1
             continue
         try:
@@ -141,21 +145,22 @@ def make_faces(ids_tsv: Path, out_dir: Path, out_tsv: Path, params: FaceParams,
             bx, by, bw, bh = crop_box((x, y, w, h), params.margin, params.square, image.width, image.height)
             crop_id = f"{item['id']}-{k}"
             path = out_dir / f"{crop_id}.png"
-            _write_png(rgb[by:by + bh, bx:bx + bw], path)
+            digest = _write_png(rgb[by:by + bh, bx:bx + bw], path)
             written.add(path.name)
             rows.append({**base, "crop": crop_id, "path": str(path), "box": f"{bx},{by},{bw},{bh}",
-                         "score": round(score, 3), "status": "face", "detail": ""})
+                         "score": round(score, 3), "sha256": digest, "status": "face", "detail": ""})
             counts["crops"] += 1
     remove_stale(out_dir, written, ["*.png"])
     write_tsv(out_tsv, rows, FACE_COLUMNS)
     return counts
 
 
-def _write_png(rgb: np.ndarray, path: Path) -> None:
-    """Write a crop losslessly, skipping the write when identical bytes are already there
-    so a rerun leaves file times alone."""
+def _write_png(rgb: np.ndarray, path: Path) -> str:
+    """Write a crop losslessly (unless identical bytes are already there); return its sha256."""
     ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise RuntimeError(f"OpenCV failed to encode crop {path}")
-    write_if_changed(path, buf.tobytes())
+    data = buf.tobytes()
+    write_if_changed(path, data)
+    return hashlib.sha256(data).hexdigest()

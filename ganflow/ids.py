@@ -233,6 +233,17 @@ def select_folder(root: Path, tag_filter: TagFilter) -> Selection:
     return sel
 
 
+def source_listing(root: str | Path, kind: str) -> str:
+    """Digest of which files the source holds (names only, no reads): adding or removing
+    files changes it and reruns select; editing one does not (the faces stage sees that)."""
+    root = Path(root)
+    top = root / "original" if kind == "danbooru" else root
+    h = hashlib.sha256()
+    for path in sorted(p.relative_to(top).as_posix() for p in top.rglob("*") if p.is_file()):
+        h.update(path.encode("utf-8", "surrogateescape") + b"\n")
+    return h.hexdigest()[:20]
+
+
 def _raw_id(text: str) -> str:
     match = re.search(r'"id"\s*:\s*"?([^",}]{0,40})', text)
     return match.group(1) if match else ""

@@ -206,15 +206,16 @@ class Trainer:
             self.rng_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="rng_counter")
             self.augment_p = tf.Variable(cfg.augment_p if cfg.augment else 0.0, dtype=tf.float32,
                                          trainable=False, name="augment_p")
+            self.ada_signs = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="ada_signs")
         self.checkpoint = tf.train.Checkpoint(
             G=self.G, G_ema=self.G_ema, D=self.D, g_opt=self.g_opt, d_opt=self.d_opt, nimg=self.nimg,
-            d_steps=self.d_steps, rng_counter=self.rng_counter, augment_p=self.augment_p)
+            d_steps=self.d_steps, rng_counter=self.rng_counter, augment_p=self.augment_p,
+            ada_signs=self.ada_signs)
         d_grads = tf.function(self.d_grads, jit_compile=cfg.xla)
         g_grads = tf.function(self.g_grads, jit_compile=cfg.xla)
         self._d_step = {r1: tf.function(partial(self._d_step_fn, d_grads, r1)) for r1 in (False, True)}
         self._g_step = tf.function(partial(self._g_step_fn, g_grads))
         self._sample_fn = tf.function(lambda z: self.G_ema(z, noise_mode="const"))
-        self._ada_signs: list[float] = []
 
     def _adam(self, lr: float) -> keras.optimizers.Optimizer:
         return keras.optimizers.Adam(learning_rate=float(lr), beta_1=self.cfg.adam_beta1,
@@ -381,24 +382,25 @@ class Trainer:
         for _ in range(self.cfg.d_repeats):
             r1 = int(self.d_steps.numpy()) % self.cfg.r1_interval == 0
             stats = {k: float(v) for k, v in self._d_step[r1](next(batches)).items()}
-            if r1:
-                out["r1"] = stats["r1"]
-            stats.pop("r1")
-            out.update(stats)
             self._adapt_augment(stats.pop("sign_real"))
+            penalty = stats.pop("r1")
+            if r1:
+                out["r1"] = penalty
+            out.update(stats)
         out.update({k: float(v) for k, v in self._g_step().items()})
         out["augment_p"] = float(self.augment_p.numpy())
         return out
 
     def _adapt_augment(self, sign_real: float) -> None:
-        """ADA: move p so that E[sign(D(real))] (overfitting) tracks the target."""
+        """ADA: every few D steps move p so that E[sign(D(real))], D's overfitting
+        heuristic, tracks the target; the running sum is checkpointed with p."""
         if not self.cfg.augment or self.cfg.ada_target <= 0:
             return
-        self._ada_signs.append(sign_real)
-        if len(self._ada_signs) < ADA_INTERVAL:
+        self.ada_signs.assign_add(sign_real)
+        if int(self.d_steps.numpy()) % ADA_INTERVAL:
             return
-        rt = float(np.mean(self._ada_signs))
-        self._ada_signs = []
+        rt = float(self.ada_signs.numpy()) / ADA_INTERVAL
+        self.ada_signs.assign(0.0)
         step = np.sign(rt - self.cfg.ada_target) * self.batch * ADA_INTERVAL / (self.cfg.ada_kimg * 1000)
         self.augment_p.assign(float(np.clip(self.augment_p.numpy() + step, 0.0, 1.0)))
 
@@ -779,7 +781,7 @@ def train(cfg: TrainConfig, dataset: tf.data.Dataset, dataset_fingerprint: str, 
             sums[key] = sums.get(key, 0.0) + value
             counts[key] = counts.get(key, 0) + 1
         new_nimg = int(trainer.nimg.numpy())
-        bar.update((new_nimg - nimg) / 1000)
+        bar.update(min(new_nimg, total_nimg) / 1000 - bar.n)
         bar.set_postfix(loss_g=f"{stats['loss_g']:.3f}", loss_d=f"{stats['loss_d']:.3f}", refresh=False)
         nimg = new_nimg
         if nimg >= tick_nimg + cfg.tick_kimg * 1000 or nimg >= total_nimg:

@@ -7,7 +7,6 @@ rule clean:
         f"{R}/clean/{{shard}}.tsv",
     params:
         clean=config["clean"],
-        content=content(listed="path"),
         code=code_digest("clean", "imaging"),
     log:
         f"{LOGS}/clean/{{shard}}.log",
@@ -17,7 +16,8 @@ rule clean:
         f"{SCRIPTS}/clean.py"
 
 
-rule dedupe:
+# A checkpoint: once it has run, each images job is re-checked against its own slice.
+checkpoint dedupe:
     input:
         expand(f"{R}/clean/{{shard}}.tsv", shard=SHARDS),
     output:
@@ -25,7 +25,6 @@ rule dedupe:
         shards=expand(f"{R}/dedupe/{{shard}}.tsv", shard=SHARDS),
     params:
         threshold=config["dedupe"]["threshold"],
-        content=content(),
         code=code_digest("dedupe"),
     log:
         f"{LOGS}/dedupe.log",

@@ -1,14 +1,22 @@
 # Shared names and helpers for every rule file.
+#
+# How reruns follow content (see README "Reruns"): every stage's outputs include a small
+# manifest that carries the content hashes of what the stage made, and the next stage
+# declares that manifest as input. Snakemake records input checksums, so a newer but
+# byte-identical manifest (a touched file, a rerun that made the same bytes) triggers
+# nothing. Fan-out points (select, dedupe) are checkpoints: after they run, Snakemake
+# re-checks each downstream shard job against those checksums, so only shards whose
+# slice changed rerun. Library code is part of each rule's params (code_digest).
 import glob as _glob
+import hashlib as _hashlib
 from pathlib import Path as _Path
-
-from ganflow.digest import code_digest, digest
 
 R = f"results/{config['dataset']}"
 LOGS = f"logs/{config['dataset']}"
 SHARDS = [f"{i:04d}" for i in range(config["shards"])]
 SCRIPTS = "../workflow_scripts"
 DEMO_ROOT = f"{R}/mirror"
+LIBRARY = _Path(workflow.basedir) / "ganflow"
 
 
 def metadata_files():
@@ -21,6 +29,9 @@ def metadata_files():
     return files
 
 
-def content(*, listed=None):
-    """A params entry whose value changes exactly when the job's inputs' content does."""
-    return lambda wildcards, input: digest(input, listed=listed)
+def code_digest(*modules):
+    """Digest of the library modules a rule runs: editing them reruns the rule's jobs."""
+    h = _hashlib.sha256()
+    for name in sorted(modules):
+        h.update((LIBRARY / f"{name}.py").read_bytes())
+    return h.hexdigest()[:12]

@@ -11,11 +11,12 @@ rule dataset:
         manifests=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
         keep=keep_list,
     output:
-        directory(f"{R}/round-{{r}}/dataset"),
+        # The TFRecord shards sit beside these, listed with their sha256 in dataset.json.
+        meta=f"{R}/round-{{r}}/dataset/dataset.json",
+        skipped=f"{R}/round-{{r}}/dataset/skipped.tsv",
     params:
         tfrecords=config["tfrecords"],
         resolution=config["images"]["resolution"],
-        content=content(),
         code=code_digest("dataset", "imaging"),
     log:
         f"{LOGS}/round-{{r}}/dataset.log",

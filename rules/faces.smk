@@ -1,8 +1,16 @@
 # Selected ids -> face crops (lbpcascade_animeface) + a manifest per shard.
 
+from ganflow.tables import read_tsv
+
+# A user's own cascade file is only ever an input: Snakemake deletes a rule's outputs before
+# running it, so no rule may claim a file the user owns. The download rule owns resources/.
+DOWNLOADED_CASCADE = "resources/lbpcascade_animeface.xml"
+CASCADE = config["faces"]["cascade"] or DOWNLOADED_CASCADE
+
+
 rule cascade:
     output:
-        config["faces"]["cascade"],
+        DOWNLOADED_CASCADE,
     params:
         sha256=config["faces"]["cascade_sha256"],
     log:
@@ -13,16 +21,22 @@ rule cascade:
         f"{SCRIPTS}/cascade.py"
 
 
+def shard_sources(wildcards):
+    """The shard's source images, as inputs: editing one reruns exactly this shard."""
+    ids = checkpoints.select.get().output.ids[SHARDS.index(wildcards.shard)]
+    return [row["path"] for row in read_tsv(ids)]
+
+
 rule faces:
     input:
         ids=f"{R}/ids/{{shard}}.tsv",
-        cascade=config["faces"]["cascade"] if config["faces"]["enabled"] else [],
+        sources=shard_sources,
+        cascade=CASCADE if config["faces"]["enabled"] else [],
     output:
         crops=directory(f"{R}/faces/{{shard}}"),
         manifest=f"{R}/faces/{{shard}}.tsv",
     params:
         faces=config["faces"],
-        content=content(listed="path"),
         code=code_digest("faces", "imaging"),
     log:
         f"{LOGS}/faces/{{shard}}.log",

@@ -1,16 +1,20 @@
 # Kept, unique crops -> final NxN sRGB images (waifu2x-upscaled where small).
 
+def dedupe_slice(wildcards):
+    checkpoints.dedupe.get()
+    return f"{R}/dedupe/{wildcards.shard}.tsv"
+
+
 rule images:
     input:
         clean=f"{R}/clean/{{shard}}.tsv",
-        dedupe=f"{R}/dedupe/{{shard}}.tsv",
+        dedupe=dedupe_slice,
     output:
         images=directory(f"{R}/images/{{shard}}"),
         manifest=f"{R}/images/{{shard}}.tsv",
         rejected=f"{R}/images-rejected/{{shard}}.tsv",
     params:
         images=config["images"],
-        content=content(listed="path"),
         code=code_digest("images", "imaging"),
     threads: config["images"]["threads"]
     log:

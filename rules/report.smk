@@ -17,7 +17,6 @@ rule funnel:
         sheets=expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES),
     params:
         report=config["report"],
-        content=content(),
         code=code_digest("funnel"),
     log:
         f"{LOGS}/funnel.log",

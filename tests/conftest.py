@@ -29,9 +29,3 @@ def cascade_path() -> Path:
 @pytest.fixture(scope="session")
 def tadne_grid() -> Path:
     return _shared("testdata/tadne-grid-6x6.jpg")
-
-
-@pytest.fixture(autouse=True)
-def _hash_cache(tmp_path_factory, monkeypatch):
-    """Each test gets its own digest cache so tests never see each other's file hashes."""
-    monkeypatch.setenv("GANFLOW_HASH_CACHE", str(tmp_path_factory.mktemp("hashcache") / "h.sqlite"))

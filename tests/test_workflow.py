@@ -25,7 +25,7 @@ def demo_run(tmp_path_factory, cascade_path):
 
 
 def _rows(wd: Path, stage: str) -> list[dict]:
-    return [r for p in sorted((wd / "results/demo" / stage).glob("*.tsv")) for r in read_tsv(p)]
+    return [r for p in sorted((wd / "results/demo" / stage).glob("[0-9]*.tsv")) for r in read_tsv(p)]
 
 
 def test_data_stages_end_to_end(demo_run):
@@ -35,7 +35,7 @@ def test_data_stages_end_to_end(demo_run):
     images = _rows(wd, "images")
     assert len(images) >= 8, f"only {len(images)} final images"
     for row in images:
-        img = Image.open(row["path"])
+        img = Image.open(wd / row["path"])
         assert img.size == (32, 32) and img.mode == "RGB" and img.format == "JPEG"
         assert truth[row["id"]]["kind"] not in {"grayscale", "monochrome", "tiny", "truncated", "not_image"}
     # nothing kept is lost between stages: every unique kept crop becomes exactly one image
@@ -66,13 +66,13 @@ def test_data_stages_end_to_end(demo_run):
 def test_rerun_only_what_changed(demo_run):
     wd, _ = demo_run
     assert jobs_planned(wd) == {}, "a second run right after a complete one must have nothing to do"
-    sources = [Path(r["path"]) for r in _rows(wd, "ids")]
+    sources = [wd / r["path"] for r in _rows(wd, "ids")]
     for p in sources:
         os.utime(p, None)
     assert jobs_planned(wd) == {}, "touching every source image must rerun nothing"
     # edit one decodable face image: its shard's faces/clean/images rerun, plus the global stages
     row = next(r for r in _rows(wd, "faces") if r["status"] == "face")
-    src = Path(row["source"])
+    src = wd / row["source"]
     original = Image.open(src)
     arr = np.asarray(original.convert("RGB")).copy()
     arr[:4, :4] = 255 - arr[:4, :4]

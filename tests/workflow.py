@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ def tiny_config(workdir: Path, cascade: Path, **overrides) -> Path:
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["shards"] = 2
     cfg["demo"] = {"n_faces": 24, "seed": 3}
-    cfg["faces"]["cascade"] = str(cascade)
+    local = workdir / "cascade.xml"  # a copy: a workflow bug must never touch ../shared
+    shutil.copyfile(cascade, local)
+    cfg["faces"]["cascade"] = str(local)
     cfg["clean"]["min_side"] = 32
     cfg["images"]["resolution"] = 32
     for key, value in overrides.items():

@@ -6,6 +6,8 @@ from ganflow.runlog import logged
 
 with logged(snakemake.log[0]):
     cfg = dict(snakemake.params.faces)
-    cascade, sha256 = cfg.pop("cascade"), cfg.pop("cascade_sha256")
+    sha256 = cfg.pop("cascade_sha256")
+    del cfg["cascade"]  # the resolved path is the rule's input
+    cascade = Path(snakemake.input.cascade) if snakemake.input.cascade else None
     faces.make_faces(Path(snakemake.input.ids), Path(snakemake.output.crops), Path(snakemake.output.manifest),
-                     faces.FaceParams(**cfg), cascade_path=Path(cascade), cascade_sha256=sha256)
+                     faces.FaceParams(**cfg), cascade_path=cascade, cascade_sha256=sha256)

@@ -1,0 +1,135 @@
+"""StyleGAN2 networks: shapes, demodulation, truncation, style layout, checkpoint coverage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ganflow import networks
+
+TINY = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=16)
+
+
+def _generator(resolution: int) -> networks.Generator:
+    tf.random.set_seed(resolution)
+    return networks.Generator(resolution=resolution, **TINY)
+
+
+@pytest.mark.parametrize("resolution", [8, 16, 32, 64])
+def test_shapes_and_dtypes(resolution: int) -> None:
+    G = _generator(resolution)
+    D = networks.Discriminator(resolution=resolution, channel_base=256, channel_max=16, mbstd_group=2)
+    z = tf.random.normal([4, 16])
+    ws = G.mapping(z)
+    assert ws.shape == (4, G.num_ws, 16) and G.num_ws == 2 * int(np.log2(resolution)) - 2
+    for mode in networks.NOISE_MODES:
+        img = G.synthesis(ws, noise_mode=mode)
+        assert img.shape == (4, resolution, resolution, 3) and img.dtype == tf.float32
+        assert np.isfinite(img.numpy()).all()
+    logits = D(G(z))
+    assert logits.shape == (4, 1) and logits.dtype == tf.float32
+
+
+def test_noise_modes_differ_as_documented() -> None:
+    G = _generator(16)
+    for layer in G.synthesis.convs:
+        layer.noise_strength.assign(1.0)
+    ws = G.mapping(tf.random.normal([2, 16]))
+    const_a, const_b = G.synthesis(ws, noise_mode="const"), G.synthesis(ws, noise_mode="const")
+    rand_a, rand_b = G.synthesis(ws, noise_mode="random"), G.synthesis(ws, noise_mode="random")
+    none = G.synthesis(ws, noise_mode="none")
+    np.testing.assert_array_equal(const_a, const_b)
+    assert np.abs(rand_a - rand_b).max() > 1e-3
+    assert np.abs(none - const_a).max() > 1e-3
+    with pytest.raises(ValueError, match="noise_mode"):
+        G.synthesis(ws, noise_mode="fixed")
+
+
+def test_demodulation_keeps_unit_scale() -> None:
+    tf.random.set_seed(1)
+    demod = networks.ModulatedConv(64, 64, 3, 16, name="demod")
+    plain = networks.ModulatedConv(64, 64, 3, 16, demodulate=False, name="plain")
+    plain.weight.assign(demod.weight)
+    # Styles far from 1 (the affine bias is 1 at init): w scaled up makes them vary widely.
+    w = tf.random.normal([8, 16]) * 4.0
+    x = tf.random.normal([8, 16, 16, 64])
+    y = demod(x, w).numpy()
+    per_sample = y.reshape(8, -1).std(axis=1)
+    np.testing.assert_allclose(per_sample, 1.0, atol=0.15)
+    # Without demodulation the same styles blow the scale up: the test can fail.
+    assert plain(x, w).numpy().std() > 2.0
+    up = networks.ModulatedConv(64, 64, 3, 16, up=True, name="up")
+    y_up = up(x, w).numpy()
+    assert y_up.shape == (8, 32, 32, 64)
+    # Bilinear upsampling averages neighbours, which lowers the variance somewhat.
+    assert 0.5 < y_up[:, 2:-2, 2:-2].std() < 1.2
+
+
+def test_truncation_psi_zero_gives_average_image() -> None:
+    G = _generator(16)
+    w_avg = tf.random.normal([16])
+    G.mapping.w_avg.assign(w_avg)
+    imgs = G(tf.random.normal([3, 16]) * 3.0, psi=0.0, noise_mode="const").numpy()
+    average = G.synthesis(tf.broadcast_to(w_avg, [1, G.num_ws, 16]), noise_mode="const").numpy()
+    for img in imgs:
+        np.testing.assert_allclose(img, average[0], atol=1e-5)
+    free = G(tf.random.normal([3, 16]), noise_mode="const").numpy()
+    assert np.abs(free[0] - free[1]).max() > 1e-2
+
+
+def test_truncation_cutoff_leaves_later_layers() -> None:
+    G = _generator(32)
+    z = tf.random.normal([2, 16])
+    full = G.mapping(z).numpy()
+    cut = G.mapping(z, truncation_psi=0.0, truncation_cutoff=3).numpy()
+    np.testing.assert_allclose(cut[:, :3], np.broadcast_to(G.mapping.w_avg.numpy(), cut[:, :3].shape))
+    np.testing.assert_array_equal(cut[:, 3:], full[:, 3:])
+    half = G.mapping(z, truncation_psi=0.5).numpy()
+    np.testing.assert_allclose(half, G.mapping.w_avg.numpy() + 0.5 * (full - G.mapping.w_avg.numpy()),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_style_layout_follows_resolution() -> None:
+    assert networks.num_ws_for(1024) == 18
+    res = networks.ws_resolutions(512)
+    assert len(res) == 16 and res[0] == 4 and res[-1] == 512 and res == sorted(res)
+    groups = networks.style_groups(512)
+    assert groups["coarse"][0] == 0 and groups["fine"][1] == 16
+    assert groups["coarse"][1] == groups["middle"][0] and groups["middle"][1] == groups["fine"][0]
+    assert max(res[: groups["coarse"][1]]) == 8 and max(res[: groups["middle"][1]]) == 32
+    small = networks.style_groups(16)
+    assert all(b > a for a, b in small.values()) and small["fine"][1] == networks.num_ws_for(16)
+    with pytest.raises(ValueError, match="power of two"):
+        networks.num_ws_for(48)
+
+
+def test_minibatch_stddev_groups_are_consecutive() -> None:
+    """D on a batch of 4 with groups of 2 equals D on each half: the property that makes
+    gradient accumulation over micro-batches of 2 equal the batch of 4."""
+    tf.random.set_seed(3)
+    D = networks.Discriminator(resolution=16, channel_base=256, channel_max=16, mbstd_group=2)
+    x = tf.random.normal([4, 16, 16, 3])
+    whole = D(x).numpy()
+    halves = np.concatenate([D(x[:2]).numpy(), D(x[2:]).numpy()])
+    np.testing.assert_allclose(whole, halves, rtol=1e-5, atol=1e-6)
+    swapped = D(tf.gather(x, [0, 2, 1, 3])).numpy()
+    assert np.abs(swapped[[0, 2, 1, 3]] - whole).max() > 1e-6  # grouping matters at all
+    assert D(x[:3]).shape == (3, 1)  # a batch the group does not divide still works
+
+
+def test_checkpoint_holds_every_variable(tmp_path) -> None:
+    G = _generator(16)
+    D = networks.Discriminator(resolution=16, channel_base=256, channel_max=16)
+    prefix = tf.train.Checkpoint(G=G, D=D).write(str(tmp_path / "ckpt"))
+    saved = [k for k, _ in tf.train.list_variables(prefix) if k.endswith("VARIABLE_VALUE")]
+    assert len(saved) == len(G.weights) + len(D.weights)
+    G2 = _generator(16)
+    tf.train.Checkpoint(G=G2).read(prefix).expect_partial().assert_existing_objects_matched()
+    z = tf.random.normal([2, 16])
+    np.testing.assert_array_equal(G(z, noise_mode="const"), G2(z, noise_mode="const"))
+
+
+def test_to_uint8_clips() -> None:
+    out = networks.to_uint8(np.array([-1.5, -1.0, 0.0, 1.0, 2.0], np.float32))
+    assert out.dtype == np.uint8 and out.tolist() == [0, 0, 128, 255, 255]

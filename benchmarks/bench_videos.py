@@ -8,12 +8,12 @@ For each model (random weights: speed does not depend on training) it prints
 and the process's peak memory after a short and after a 4x longer video, which should
 match (frames are streamed, never held).
 
-    .venv/bin/python -m benchmarks.bench_videos [--models demo,256] [--frames 48] [--batch 32]
+    .venv/bin/python -m benchmarks.bench_videos [--models demo,256] [--frames N] [--batch 32]
 
 Models: `demo` is 64px with small channels (the embedded demo's size), `256` the classic
 256px configuration (channel_base 16384, 512-d latents). Interpolation uses a 4x3 grid
-for demo and 2x1 for 256 (a 4x3 grid of 256px is 12 images per frame; on a CPU that is
-seconds per frame), both overridable with --grid.
+and 60 frames for demo, a 2x1 grid and 24 frames for 256 (a 4x3 grid of 256px is 12
+images per frame: seconds per frame on a CPU); --grid and --frames override them.
 """
 
 from __future__ import annotations
@@ -34,9 +34,12 @@ from PIL import Image  # noqa: E402
 from ganflow import networks, videos  # noqa: E402
 from ganflow.tables import write_tsv  # noqa: E402
 
+# name: (Generator kwargs, interpolation grid, frames per measurement)
 MODELS = {
-    "demo": (dict(resolution=64, z_dim=128, w_dim=128, mapping_layers=4, channel_base=4096, channel_max=128), (4, 3)),
-    "256": (dict(resolution=256, z_dim=512, w_dim=512, mapping_layers=8, channel_base=16384, channel_max=512), (2, 1)),
+    "demo": (dict(resolution=64, z_dim=128, w_dim=128, mapping_layers=4, channel_base=4096, channel_max=128),
+             (4, 3), 60),
+    "256": (dict(resolution=256, z_dim=512, w_dim=512, mapping_layers=8, channel_base=16384, channel_max=512),
+            (2, 1), 24),
 }
 
 
@@ -50,9 +53,11 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def bench_model(name: str, frames: int, batch: int, grid: tuple[int, int] | None, fps: float, out: Path) -> None:
-    kwargs, default_grid = MODELS[name]
+def bench_model(name: str, frames: int | None, batch: int, grid: tuple[int, int] | None, fps: float,
+                out: Path) -> None:
+    kwargs, default_grid, default_frames = MODELS[name]
     cols, rows = grid or default_grid
+    frames = frames or default_frames
     G = networks.Generator(**kwargs)
     cells = cols * rows
     per_call = max(1, batch // cells)
@@ -62,14 +67,18 @@ def bench_model(name: str, frames: int, batch: int, grid: tuple[int, int] | None
         return G.synthesis(G.mapping(z, truncation_psi=0.7), noise_mode="const")
 
     walk = videos.LatentWalk(frames, (cells, G.z_dim), fps, seed=0)
-    z = lambda b: walk(np.arange(b * per_call, (b + 1) * per_call) % frames).reshape(-1, G.z_dim)  # noqa: E731
-    videos._tile(networks.to_uint8(synthesise(tf.constant(z(0)))), cells, cols)  # trace once
+
+    def render(b: int) -> np.ndarray:
+        z = walk(np.arange(b * per_call, (b + 1) * per_call) % frames).reshape(-1, G.z_dim)
+        return videos._tile(networks.to_uint8(synthesise(tf.constant(z))), cells, cols)
+
+    render(0)  # trace once
     calls = max(1, frames // per_call)
-    seconds = timed(lambda: [videos._tile(networks.to_uint8(synthesise(tf.constant(z(b)))), cells, cols)
-                             for b in range(calls)])
+    seconds = timed(lambda: [render(b) for b in range(calls)])
     size = (cols * G.resolution, rows * G.resolution)
     print(f"{name}: {G.resolution}px, grid {cols}x{rows} ({size[0]}x{size[1]}), {per_call} frames per call")
-    print(f"  render         {calls * per_call / seconds:8.1f} frames/s  ({calls * per_call * cells / seconds:.1f} images/s)")
+    rate = calls * per_call / seconds
+    print(f"  render         {rate:8.1f} frames/s  ({rate * cells:.1f} images/s)")
 
     still = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     still = np.asarray(Image.fromarray(still).resize((size[0] // 8, size[1] // 8)).resize(size, Image.BICUBIC))
@@ -110,7 +119,7 @@ def bench_progress(grids: int, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="demo,256")
-    ap.add_argument("--frames", type=int, default=48)
+    ap.add_argument("--frames", type=int, default=None, help="frames per measurement (default: per model)")
     ap.add_argument("--batch", type=int, default=32, help="images per generator call")
     ap.add_argument("--grid", default=None, help="interpolation grid COLSxROWS for every model")
     ap.add_argument("--fps", type=float, default=30.0)

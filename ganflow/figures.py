@@ -167,16 +167,18 @@ FIGURES: dict[str, Callable[..., Path]] = {
 
 
 def make_figures(G: networks.Generator, out_dir: str | os.PathLike, *, psi: float = DEFAULT_PSI,
-                 settings: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Path]:
-    """Every figure as out_dir/<name>.png; settings[name] holds that figure's keyword
-    arguments; `psi` goes to every figure that takes one (truncation sweeps its own),
-    unless the figure's settings give another."""
+                 settings: Mapping[str, Mapping[str, Any]] | None = None,
+                 names: Sequence[str] | None = None) -> dict[str, Path]:
+    """The figures `names` (default: all) as out_dir/<name>.png; settings[name] holds that
+    figure's keyword arguments; `psi` goes to every figure that takes one (truncation
+    sweeps its own), unless the figure's settings give another."""
     settings = settings or {}
-    unknown = sorted(set(settings) - set(FIGURES))
+    unknown = sorted((set(settings) | set(names or ())) - set(FIGURES))
     if unknown:
         raise SetupError(f"figure {unknown[0]!r} is not known; the figures are {', '.join(FIGURES)}")
     out = {}
-    for name, fn in FIGURES.items():
+    for name in names or FIGURES:
+        fn = FIGURES[name]
         common = {"psi": psi} if "psi" in inspect.signature(fn).parameters else {}
         out[name] = fn(G, Path(out_dir) / f"{name}.png", **{**common, **settings.get(name, {})})
         log.info("figure %s: %s", name, out[name])

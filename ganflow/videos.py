@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from moviepy import VideoClip
 from PIL import Image, ImageOps
+from tqdm import tqdm
 
 from ganflow import networks, samples
 from ganflow.imaging import ImageRejected, load_srgb, to_array
@@ -30,6 +31,8 @@ from ganflow.tables import atomic_path, read_tsv
 log = logging.getLogger(__name__)
 
 PIX_FMT = "yuv420p"  # the only H.264 chroma layout every browser decodes
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+X264_TUNES = (None, "film", "animation", "grain", "stillimage", "fastdecode", "zerolatency")
 # Fourier terms whose Gaussian gain is below this are left out of a latent walk.
 _WALK_GAIN_FLOOR = 1e-4
 # Faces that follow the source's styles when style_mixing_video is not told how many.
@@ -42,18 +45,26 @@ def _even(x: float) -> int:
 
 
 def _encode(frame_at: Callable[[int], np.ndarray], count: int, fps: float, out_mp4: str | os.PathLike, *,
-            crf: int, preset: str, tune: str | None) -> None:
+            crf: float, preset: str, tune: str | None) -> None:
     """Stream frames 0..count-1 through moviepy into x264, written under a temp name."""
+    if not 0 <= crf <= 51 or preset not in X264_PRESETS or tune not in X264_TUNES:
+        raise SetupError(f"x264 takes crf 0-51, preset one of {', '.join(X264_PRESETS)} and tune one of "
+                         f"{', '.join(map(str, X264_TUNES))}; got crf {crf}, preset {preset!r}, tune {tune!r}")
+    bar = tqdm(total=count, unit="frame", desc=Path(out_mp4).name, dynamic_ncols=True)
+
     def frame_function(t: float) -> np.ndarray:
         # moviepy asks for time i / fps; rounding undoes its float error.
-        return frame_at(min(count - 1, int(round(t * fps))))
+        i = min(count - 1, int(round(t * fps)))
+        frame = frame_at(i)
+        bar.update(max(0, i + 1 - bar.n))
+        return frame
 
     # moviepy writes int(duration * fps) frames; the half frame keeps float error from losing one.
     clip = VideoClip(frame_function, duration=(count + 0.5) / fps)
     params = ["-crf", str(crf), "-pix_fmt", PIX_FMT] + (["-tune", tune] if tune else [])
-    with atomic_path(out_mp4) as tmp:
+    with bar, atomic_path(out_mp4) as tmp:
         clip.write_videofile(str(tmp), fps=fps, codec="libx264", preset=preset, audio=False,
-                             ffmpeg_params=params, logger="bar")
+                             ffmpeg_params=params, logger=None)
         if tmp.stat().st_size == 0:  # moviepy does not check ffmpeg's exit status
             raise RuntimeError(f"ffmpeg wrote nothing for {out_mp4}; see its messages above")
 
@@ -61,10 +72,11 @@ def _encode(frame_at: Callable[[int], np.ndarray], count: int, fps: float, out_m
 # ----- training progress ------------------------------------------------------------------
 
 
-def _progress_rows(frames_tsvs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[dict[str, str]]]:
+def _progress_rows(frames_tsvs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
     """Fakes grids of every round, rounds in the order given and kimg order within each
-    (a round started from another's weights counts its kimg from zero again)."""
-    paths: list[Path] = []
+    (a round started from another's weights counts its kimg from zero again); each grid
+    comes with the TSV that lists it."""
+    grids: list[tuple[Path, Path]] = []
     skipped: list[dict[str, str]] = []
     for tsv in map(Path, frames_tsvs):
         if not tsv.is_file():
@@ -86,12 +98,12 @@ def _progress_rows(frames_tsvs: Sequence[str | os.PathLike]) -> tuple[list[Path]
                 skipped.append({"tsv": str(tsv), "path": path, "reason": "missing", "detail": ""})
                 continue
             good.append((kimg, found))
-        paths += [p for _, p in sorted(good, key=lambda kp: kp[0])]
-    return paths, skipped
+        grids += [(tsv, p) for _, p in sorted(good, key=lambda kp: kp[0])]
+    return grids, skipped
 
 
 def progress_video(frames_tsvs: Sequence[str | os.PathLike], out_mp4: str | os.PathLike, *,
-                   fps_in: float = 10.0, fps_out: float = 25.0, crf: int = 33, scale: float = 0.5,
+                   fps_in: float = 10.0, fps_out: float = 25.0, crf: float = 33, scale: float = 0.5,
                    tune: str | None = "animation", preset: str = "medium") -> dict[str, Any]:
     """The fakes grids of all rounds, each shown for 1/fps_in s in a fps_out video.
 
@@ -101,17 +113,18 @@ def progress_video(frames_tsvs: Sequence[str | os.PathLike], out_mp4: str | os.P
     """
     if fps_in <= 0 or fps_out <= 0 or scale <= 0:
         raise SetupError(f"progress video needs fps_in, fps_out and scale above 0, got {fps_in}, {fps_out}, {scale}")
-    paths, skipped = _progress_rows(frames_tsvs)
+    grids, skipped = _progress_rows(frames_tsvs)
 
-    def reject(path: Path, exc: ImageRejected) -> None:
-        skipped.append({"tsv": "", "path": str(path), "reason": exc.reason, "detail": exc.detail})
+    def reject(tsv_path: tuple[Path, Path], exc: ImageRejected) -> None:
+        tsv, path = tsv_path
+        skipped.append({"tsv": str(tsv), "path": str(path), "reason": exc.reason, "detail": exc.detail})
 
     first = None
-    while paths and first is None:
+    while grids and first is None:
         try:
-            first = load_srgb(paths[0])
+            first = load_srgb(grids[0][1])
         except ImageRejected as exc:
-            reject(paths.pop(0), exc)
+            reject(grids.pop(0), exc)
     for row in skipped:
         log.warning("fakes grid %s left out of the progress video: %s %s", row["path"], row["reason"], row["detail"])
     if first is None:
@@ -123,16 +136,16 @@ def progress_video(frames_tsvs: Sequence[str | os.PathLike], out_mp4: str | os.P
     @lru_cache(maxsize=1)
     def grid(i: int) -> np.ndarray:
         try:
-            shown[0] = to_array(ImageOps.pad(load_srgb(paths[i]), size, Image.LANCZOS))
+            shown[0] = to_array(ImageOps.pad(load_srgb(grids[i][1]), size, Image.LANCZOS))
         except ImageRejected as exc:
-            reject(paths[i], exc)
-            log.warning("fakes grid %s shown as the one before it: %s", paths[i], exc)
+            reject(grids[i], exc)
+            log.warning("fakes grid %s shown as the one before it: %s", grids[i][1], exc)
         return shown[0]
 
-    count = math.ceil(len(paths) * fps_out / fps_in - 1e-9)
-    _encode(lambda j: grid(min(len(paths) - 1, int(j * fps_in / fps_out + 1e-9))), count, fps_out, out_mp4,
+    count = math.ceil(len(grids) * fps_out / fps_in - 1e-9)
+    _encode(lambda j: grid(min(len(grids) - 1, int(j * fps_in / fps_out + 1e-9))), count, fps_out, out_mp4,
             crf=crf, preset=preset, tune=tune)
-    return {"frames": count, "grids": len(paths), "size": list(size), "skipped": skipped}
+    return {"frames": count, "grids": len(grids), "size": list(size), "skipped": skipped}
 
 
 # ----- latent walks -------------------------------------------------------------------------
@@ -198,7 +211,7 @@ def _encode_batches(render: Callable[[np.ndarray], np.ndarray], per_call: int, c
 
 def interpolation_video(G: networks.Generator, out_mp4: str | os.PathLike, *, grid: Sequence[int] = (4, 3),
                         duration: float = 60.0, fps: float = 30.0, smoothing_sec: float = 1.0, seed: int = 0,
-                        psi: float = 0.7, batch: int = 32, noise_mode: str = "const", crf: int = 23,
+                        psi: float = 0.7, batch: int = 32, noise_mode: str = "const", crf: float = 23,
                         preset: str = "medium", tune: str | None = "animation") -> dict[str, Any]:
     """A cols x rows grid of independent looping walks through z; `batch` images per
     generator call. Noise is held fixed ('const') so that only the latents move."""
@@ -223,7 +236,7 @@ def interpolation_video(G: networks.Generator, out_mp4: str | os.PathLike, *, gr
 def style_mixing_video(G: networks.Generator, out_mp4: str | os.PathLike, *, kind: str = "coarse",
                        destinations: int | None = None, duration: float = 60.0, fps: float = 30.0,
                        smoothing_sec: float = 1.0, seed: int = 0, psi: float = 0.7, batch: int = 32,
-                       noise_mode: str = "const", crf: int = 23, preset: str = "medium",
+                       noise_mode: str = "const", crf: float = 23, preset: str = "medium",
                        tune: str | None = "animation") -> dict[str, Any]:
     """A source face walking through z (left) and fixed destination faces that take its
     `kind` styles (networks.style_groups: which w indices drive coarse, middle or fine
@@ -239,8 +252,8 @@ def style_mixing_video(G: networks.Generator, out_mp4: str | os.PathLike, *, kin
     z_dest = np.random.default_rng([seed, 1]).standard_normal((dest, G.z_dim)).astype(np.float32)
     ws_dest = G.mapping(tf.constant(z_dest), truncation_psi=psi)
     start, stop = groups[kind]
-    taken = tf.reshape(tf.range(G.num_ws) >= start, [1, 1, -1, 1]) & tf.reshape(tf.range(G.num_ws) < stop,
-                                                                                  [1, 1, -1, 1])
+    taken = np.zeros([1, 1, G.num_ws, 1], bool)
+    taken[:, :, start:stop] = True
 
     @tf.function
     def synthesise(z: tf.Tensor) -> tf.Tensor:

@@ -28,10 +28,13 @@ from ganflow.training import TrainConfig, TrainSetupError, Trainer
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=32,
             batch_size=8, mbstd_group=2, r1_interval=4, r1_gamma=1.0, augment=False, ema_kimg=0.1,
-            swd_images=8, swd_patches=64, grid=[2, 2])
-# A whole run: 6 ticks of 20 steps, a snapshot every tick, ADA on so its state must survive.
-RUN = dict(TINY, tick_kimg=0.16, total_kimg=0.96, snapshot_ticks=1, keep_snapshots=2,
-           augment=True, augment_p=0.1, ada_target=0.6, ada_kimg=2.0)
+            swd_images=64, swd_patches=16, grid=[2, 2])
+# 8px networks trace about twice as fast; enough to check the arithmetic of an update.
+TINY8 = dict(TINY, resolution=8)
+# A whole run on 64 images: 6 ticks of 16 steps (two passes over the data), a snapshot
+# every tick, ADA on so that its state has to survive a resume too.
+RUN = dict(TINY, tick_kimg=0.128, total_kimg=0.768, snapshot_ticks=1, keep_snapshots=2,
+           augment=True, augment_p=0.1, ada_target=0.6, ada_kimg=100.0)
 
 
 def blobs(n: int, res: int = 16, seed: int = 0) -> np.ndarray:
@@ -82,7 +85,7 @@ def test_config_rejects_unknown_keys_and_resolves_per_resolution_values() -> Non
     with pytest.raises(TrainSetupError, match="'d_lr' has no entry for resolution 256"):
         TrainConfig.from_dict({"resolution": 256, "d_lr": {512: 0.002}}).at_resolution("d_lr")
     with pytest.raises(TrainSetupError, match="multiple of 4"):
-        Trainer(TrainConfig.from_dict({**TINY, "batch_size": 6, "accum_steps": 4}))
+        Trainer(TrainConfig.from_dict({**TINY8, "batch_size": 6, "accum_steps": 4}))
 
 
 # ----- the update: accumulation, devices, learning --------------------------------------
@@ -90,10 +93,10 @@ def test_config_rejects_unknown_keys_and_resolves_per_resolution_values() -> Non
 
 def test_accumulation_equals_large_batch() -> None:
     """k=4 micro-batches of 2 give the gradients and the update of one batch of 8."""
-    reals = tf.constant(blobs(8))
+    reals = tf.constant(blobs(8, res=8))
     seed = tf.constant([5, 0], tf.int64)
-    big = Trainer(TrainConfig.from_dict({**TINY, "augment": True, "augment_p": 0.5}))
-    small = Trainer(TrainConfig.from_dict({**TINY, "augment": True, "augment_p": 0.5, "accum_steps": 4}))
+    big = Trainer(TrainConfig.from_dict({**TINY8, "augment": True, "augment_p": 0.5}))
+    small = Trainer(TrainConfig.from_dict({**TINY8, "augment": True, "augment_p": 0.5, "accum_steps": 4}))
     assert (big.micro, small.micro) == (8, 2)
     for (ga, sa), (gb, sb) in [(big.d_grads(reals, seed, r1=True), small.d_grads(reals, seed, r1=True)),
                                (big.g_grads(seed), small.g_grads(seed))]:
@@ -123,7 +126,7 @@ MIRRORED_CHILD = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from ganflow import training
     cfg = json.loads(sys.argv[1])
-    images = training._image_stream(tf.data.Dataset.from_tensor_slices(np.load(sys.argv[2])), 16)
+    images = training._image_stream(tf.data.Dataset.from_tensor_slices(np.load(sys.argv[2])), 8)
     two = training.Trainer(training.TrainConfig.from_dict({**cfg, "devices": ["/cpu:0", "/cpu:1"]}),
                            training.make_strategy(["/cpu:0", "/cpu:1"]))
     one = training.Trainer(training.TrainConfig.from_dict(cfg))
@@ -152,8 +155,8 @@ MIRRORED_CHILD = textwrap.dedent("""
 
 def test_mirrored_strategy_on_two_cpus_equals_one_device(tmp_path: Path) -> None:
     """Two logical CPUs x 2 micro-batches of 2 == one device x 2 micro-batches of 4."""
-    np.save(tmp_path / "images.npy", blobs(8))
-    cfg = {**TINY, "accum_steps": 2, "augment": True, "augment_p": 0.5}
+    np.save(tmp_path / "images.npy", blobs(8, res=8))
+    cfg = {**TINY8, "accum_steps": 2, "augment": True, "augment_p": 0.5}
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run([sys.executable, "-c", MIRRORED_CHILD, json.dumps(cfg), str(tmp_path / "images.npy")],
                           capture_output=True, text=True, env=env, timeout=300)
@@ -168,9 +171,9 @@ def test_mirrored_strategy_on_two_cpus_equals_one_device(tmp_path: Path) -> None
 
 
 def test_twenty_steps_lower_d_loss_on_real_vs_noise() -> None:
-    trainer = Trainer(TrainConfig.from_dict(TINY))
-    reals = tf.constant(blobs(8))
-    noise = tf.random.stateless_uniform([8, 16, 16, 3], [1, 2], -1.0, 1.0)
+    trainer = Trainer(TrainConfig.from_dict(TINY8))
+    reals = tf.constant(blobs(8, res=8))
+    noise = tf.random.stateless_uniform([8, 8, 8, 3], [1, 2], -1.0, 1.0)
 
     def d_loss() -> float:
         D = trainer.D
@@ -197,10 +200,11 @@ class Run:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """One uninterrupted run; its batches are the same 8 images every step, so a run
-    resumed after a kill must reproduce it exactly, whatever the data stream did."""
+    """One uninterrupted run. Snapshots fall every 16 steps, a whole number of passes
+    over the 64 unshuffled images, so a resumed run (whose data stream restarts) sees
+    the same batches and must reproduce this run exactly."""
     root = tmp_path_factory.mktemp("finished")
-    images = blobs(8)
+    images = blobs(64)
     result = training.train(TrainConfig.from_dict(RUN), dataset(images), "blobs", root / "run", root / "out")
     return Run(root / "run", root / "out", images, result)
 
@@ -208,7 +212,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
 def test_run_outputs_logs_frames_and_export(finished_run: Run) -> None:
     out = finished_run.out_dir
     rows = list(read_csv(out / "log.csv"))
-    assert [r["kimg"] for r in rows] == [f"{0.16 * i:.3f}" for i in range(7)]
+    assert [r["kimg"] for r in rows] == [f"{0.128 * i:.3f}" for i in range(7)]
     assert all(r["loss_d"] and r["loss_g"] and r["sec_per_kimg"] and r["augment_p"] for r in rows[1:])
     assert any(r["r1"] for r in rows[1:])
     frames = read_tsv(out / "frames.tsv")
@@ -217,12 +221,12 @@ def test_run_outputs_logs_frames_and_export(finished_run: Run) -> None:
         assert Path(f["path"]).is_file() and Path(f["path"]).name == f"fakes-{float(f['kimg']):010.3f}.png"
         assert Image.open(f["path"]).size == (32, 32)  # 2x2 grid of 16px
     snaps = sorted((finished_run.run_dir / "snapshots").iterdir())
-    assert [s.name for s in snaps] == ["snapshot-000000000800", "snapshot-000000000960"]  # newest 2 kept
+    assert [s.name for s in snaps] == ["snapshot-000000000640", "snapshot-000000000768"]  # newest 2 kept
     meta = json.loads((snaps[-1] / "meta.json").read_text())
-    assert meta["kimg"] == 0.96 and meta["dataset_fingerprint"] == "blobs"
+    assert meta["kimg"] == 0.768 and meta["dataset_fingerprint"] == "blobs"
     assert list((finished_run.run_dir / "tensorboard").iterdir())
     G, D, info = training.load_export(out)
-    assert info["kimg"] == 0.96 and info["num_ws"] == G.num_ws == 6
+    assert info["kimg"] == 0.768 and info["num_ws"] == G.num_ws == 6
     assert info["style_groups"] == {k: list(v) for k, v in
                                     training.networks.style_groups(16).items()}
     imgs = G(tf.random.normal([3, 16]), psi=0.7)
@@ -250,7 +254,7 @@ def test_resume_after_kill_continues_with_identical_weights(finished_run: Run, t
     np.save(tmp_path / "images.npy", finished_run.images)
     run_dir, out_dir = tmp_path / "run", tmp_path / "out"
     # The child would train far longer than the reference run; it is killed after its
-    # first snapshot, and the resumed run (total_kimg back to 0.96: allowed) must end
+    # first snapshot, and the resumed run (total_kimg back to 0.768: allowed) must end
     # exactly where the uninterrupted run ended.
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     with open(tmp_path / "child.log", "w") as logfile:
@@ -265,7 +269,7 @@ def test_resume_after_kill_continues_with_identical_weights(finished_run: Run, t
         child.wait()
     saved = training._snapshots(run_dir)[-1]
     saved_kimg = json.loads((saved / "meta.json").read_text())["kimg"]
-    assert 0 < saved_kimg < 0.96
+    assert 0 < saved_kimg < 0.768
     # Leftovers of a kill in the middle of a snapshot must not be picked up.
     (run_dir / "snapshots" / ".partial-000000099999-1").mkdir()
     (run_dir / "snapshots" / "snapshot-000000099999").mkdir()
@@ -293,7 +297,7 @@ def test_resume_refuses_changed_architecture_or_dataset(finished_run: Run, tmp_p
         training.train(TrainConfig.from_dict({**RUN, "channel_max": 16}), data, "blobs", run_dir, tmp_path / "out")
     caplog.set_level(logging.INFO, logger="ganflow.training")
     result = training.train(TrainConfig.from_dict({**RUN, "g_lr": 0.001}), data, "blobs", run_dir, tmp_path / "out")
-    assert result["start_kimg"] == result["kimg"] == 0.96
+    assert result["start_kimg"] == result["kimg"] == 0.768
     assert "g_lr 0.002 -> 0.001" in caplog.text
 
 

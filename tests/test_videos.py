@@ -188,6 +188,7 @@ def test_progress_video_orders_rounds_and_kimg_and_reports_bad_rows(tmp_path, mo
     # Six slots (the corrupt grid keeps the previous one on screen), 2.5 output frames each.
     assert info["grids"] == 6 and info["frames"] == 15 and info["size"] == [50, 30]
     assert sorted(r["reason"] for r in info["skipped"]) == ["bad_kimg", "missing", "undecodable"]
+    assert {r["tsv"] for r in info["skipped"]} == {str(r0 / "frames.tsv")}
     meta, frames = decode(out)
     assert_stream(meta, frames, 15, (50, 30), 10)
     shown = [0, 1, 1, 2, 3, 4]  # grid colour per slot, kimg order, round 0 then round 1

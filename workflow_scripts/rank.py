@@ -1,0 +1,9 @@
+"""Adapter for rule rank: a round's discriminator scores every image of that round."""
+from pathlib import Path
+
+from ganflow import rank
+from ganflow.runlog import logged
+
+with logged(snakemake.log[0]):
+    rank.rank_dataset(Path(snakemake.input.generator).parent, Path(snakemake.input.dataset).parent,
+                      snakemake.input.manifests, snakemake.output[0], batch_size=snakemake.params.batch_size)

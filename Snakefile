@@ -24,10 +24,32 @@ include: "rules/faces.smk"
 include: "rules/clean.smk"
 include: "rules/images.smk"
 include: "rules/dataset.smk"
+include: "rules/train.smk"
+include: "rules/rank.smk"
+include: "rules/sample.smk"
+include: "rules/video.smk"
 include: "rules/report.smk"
 
 
+wildcard_constraints:
+    r=r"\d+",
+    shard=r"\d+",
+
+
 rule all:
+    input:
+        f"{R}/report/funnel.tsv",
+        expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES),
+        # every round trains; each round but the last is ranked for the next one
+        expand(f"{R}/round-{{r}}/train/generator", r=range(1, config["rounds"] + 1)),
+        expand(f"{R}/round-{{r}}/keep.tsv", r=range(2, config["rounds"] + 1)),
+        f"{R}/samples/grid.png",
+        expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES),
+        expand(f"{R}/videos/{{video}}.mp4", video=VIDEOS),
+
+
+rule data:
+    """Only the data stages: final images, the funnel and contact sheets."""
     input:
         expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
         f"{R}/report/funnel.tsv",

@@ -1,6 +1,7 @@
 """Training throughput on this machine: sec/kimg and images/s for the demo model, a 64px
-and a 256px config, each with and without XLA; plus the two ways of implementing a
-modulated convolution (the reason networks.ModulatedConv scales activations).
+and a 256px config, each with and without XLA and with bfloat16 convolutions; plus the
+two ways of implementing a modulated convolution (the reason networks.ModulatedConv
+scales activations).
 
     .venv/bin/python benchmarks/bench_train.py            # everything (several minutes)
     .venv/bin/python benchmarks/bench_train.py demo 64px  # some configs only
@@ -30,7 +31,7 @@ CONFIGS = {
     "demo": dict(resolution=32, z_dim=128, w_dim=128, mapping_layers=4, channel_base=2048, channel_max=128,
                  batch_size=16, mbstd_group=4),
     "64px": dict(resolution=64, channel_base=16384, channel_max=256, batch_size=16, mbstd_group=4),
-    "256px": dict(resolution=256, channel_base=16384, channel_max=512, batch_size=8, mbstd_group=4),
+    "256px": dict(resolution=256, channel_base=16384, channel_max=512, batch_size=4, mbstd_group=4),
 }
 STEPS = {"demo": 10, "64px": 5, "256px": 3}
 
@@ -44,8 +45,9 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_config(name: str, xla: bool, augment: bool = True) -> dict:
-    cfg = TrainConfig.from_dict({**CONFIGS[name], "xla": xla, "augment": augment, "augment_p": 0.2})
+def bench_config(name: str, xla: bool, augment: bool = True, conv_dtype: str = "float32") -> dict:
+    cfg = TrainConfig.from_dict({**CONFIGS[name], "xla": xla, "augment": augment, "augment_p": 0.2,
+                                 "conv_dtype": conv_dtype})
     trainer = Trainer(cfg)
     reals = tf.random.uniform([trainer.batch, cfg.resolution, cfg.resolution, 3], -1, 1)
     d_r1 = lambda: trainer._d_step[True](reals)["loss_d"].numpy()  # noqa: E731
@@ -55,11 +57,12 @@ def bench_config(name: str, xla: bool, augment: bool = True) -> dict:
     for fn in (d_r1, d, g):
         fn()
     setup = time.perf_counter() - t0
-    steps = STEPS[name]
-    t_d, t_g, t_r1 = _median_time(d, steps), _median_time(g, steps), _median_time(d_r1, max(2, steps // 3))
+    steps = 1 if xla else STEPS[name]  # XLA on CPU is so slow that one timing is plenty
+    t_d, t_g, t_r1 = _median_time(d, steps), _median_time(g, steps), _median_time(d_r1, max(1, steps // 3))
     per_iter = t_d + t_g + (t_r1 - t_d) / cfg.r1_interval
     params = sum(int(np.prod(v.shape)) for v in trainer.G.trainable_weights + trainer.D.trainable_weights)
-    return {"config": name, "xla": xla, "augment": augment, "batch": trainer.batch, "params_M": params / 1e6,
+    return {"config": name, "xla": xla, "augment": augment, "conv": conv_dtype, "batch": trainer.batch,
+            "params_M": params / 1e6,
             "setup_s": setup, "d_ms": t_d * 1e3, "d_r1_ms": t_r1 * 1e3, "g_ms": t_g * 1e3,
             "sec_per_kimg": per_iter / trainer.batch * 1000, "images_per_s": trainer.batch / per_iter}
 
@@ -115,11 +118,12 @@ def main(argv: list[str]) -> None:
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
     rows = []
     for name in (w for w in wanted if w in CONFIGS):
-        for xla in (False, True):
-            rows.append(bench_config(name, xla))
-            print(_table(rows[-1:]), flush=True)
+        runs = [dict(xla=False), dict(xla=True), dict(xla=False, conv_dtype="bfloat16")]
         if name == "demo":
-            rows.append(bench_config(name, False, augment=False))
+            runs.append(dict(xla=False, augment=False))
+        for run in runs:
+            rows.append(bench_config(name, **run))
+            print(_table(rows[-1:]), flush=True)
     if rows:
         print("\nTraining throughput\n" + _table(rows))
     if "modconv" in wanted:

@@ -13,6 +13,8 @@ Choices the papers leave open, and why:
 - Lazy R1 is added to the D loss every `r1_interval` D steps, scaled by the interval, in
   the same pass as the main loss; no extra optimiser step is taken, so Adam's
   hyperparameters need no lazy-regularisation correction.
+- R1 is taken with respect to the images D actually sees (after augmentation), which
+  needs no second derivative through the augmentation.
 - kimg counts real images shown to D, as the classic StyleGAN schedule did.
 """
 
@@ -23,7 +25,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -67,6 +68,14 @@ class TrainConfig:
 
     `batch_size`, `g_lr` and `d_lr` take a number or a dict keyed by resolution (the
     classic presets' per-resolution schedules); the entry for `resolution` is used.
+    `batch_size` is images per optimiser step over all devices, split into
+    `accum_steps` micro-batches per device. `mirror` flips reals inside the step (give
+    the dataset mirror=False). With `augment`, ADA starts at `augment_p` and adapts it
+    towards `ada_target` (0 keeps p fixed); p may go from 0 to 1 in `ada_kimg`.
+    `ema_kimg` is the EMA generator's half-life (the classic G_smoothing_kimg).
+    `devices` names tf.distribute devices; empty means all GPUs (or the CPU).
+    `conv_dtype` "bfloat16" runs convolutions in bfloat16 (weights stay float32).
+    `xla` compiles the gradient computation (slower on CPU: see benchmarks/).
     """
 
     resolution: int = 512
@@ -103,6 +112,7 @@ class TrainConfig:
     swd_images: int = 1024
     swd_patches: int = 64
     seed: int = 0
+    conv_dtype: str = "float32"
     xla: bool = False
     devices: list = field(default_factory=list)
 
@@ -117,16 +127,24 @@ class TrainConfig:
         return cls(**d)
 
     def __post_init__(self) -> None:
+        try:
+            networks.num_ws_for(self.resolution)
+        except ValueError as e:
+            raise TrainSetupError(f"training setting 'resolution': {e}") from e
         for key in PER_RESOLUTION_KEYS:
             value = getattr(self, key)
             if isinstance(value, dict):
                 setattr(self, key, {int(k): v for k, v in value.items()})
+            self.at_resolution(key)
         self.grid = list(self.grid)
         self.devices = list(self.devices)
-        networks.num_ws_for(self.resolution)
-        if self.accum_steps < 1 or self.d_repeats < 1 or self.r1_interval < 1:
-            raise TrainSetupError("accum_steps, d_repeats and r1_interval must each be at least 1")
-        self.at_resolution("batch_size")
+        if len(self.grid) != 2 or min(self.grid) < 1:
+            raise TrainSetupError(f"training setting 'grid' must be [columns, rows], got {self.grid}")
+        if self.conv_dtype not in ("float32", "bfloat16"):
+            raise TrainSetupError(f"training setting 'conv_dtype' must be float32 or bfloat16, got {self.conv_dtype!r}")
+        for key in ("accum_steps", "d_repeats", "r1_interval", "snapshot_ticks", "keep_snapshots"):
+            if getattr(self, key) < 1:
+                raise TrainSetupError(f"training setting {key!r} must be at least 1, got {getattr(self, key)}")
 
     def at_resolution(self, key: str) -> Any:
         """The value of a per-resolution setting for this model's resolution."""
@@ -192,9 +210,10 @@ class Trainer:
         self.ema_beta = 0.5 ** (self.batch * cfg.d_repeats / max(cfg.ema_kimg * 1000.0, 1e-8))
         keras.utils.set_random_seed(cfg.seed)
         with self.strategy.scope():
-            self.G = networks.Generator(**cfg.generator_kwargs(), name="G")
-            self.G_ema = networks.Generator(**cfg.generator_kwargs(), name="G_ema")
-            self.D = networks.Discriminator(**cfg.discriminator_kwargs(), name="D")
+            dtype = cfg.conv_dtype
+            self.G = networks.Generator(**cfg.generator_kwargs(), conv_dtype=dtype, name="G")
+            self.G_ema = networks.Generator(**cfg.generator_kwargs(), conv_dtype=dtype, name="G_ema")
+            self.D = networks.Discriminator(**cfg.discriminator_kwargs(), conv_dtype=dtype, name="D")
             for e, v in zip(self.G_ema.weights, self.G.weights):
                 e.assign(v)
             self.g_opt = self._adam(cfg.at_resolution("g_lr"))
@@ -319,11 +338,17 @@ class Trainer:
             sub = tf.nest.map_structure(lambda t: t[i], rnd)
             return micro_fn(sub) if reals is None else micro_fn(reals[i], sub)
 
-        grads, stats = one(0)
-        for i in tf.range(1, self.accum):
+        def body(i: tf.Tensor, grads: list, stats: dict) -> tuple:
             g, s = one(i)
-            grads = [a + b for a, b in zip(grads, g)]
-            stats = {key: stats[key] + s[key] for key in stats}
+            return i + 1, [a + b for a, b in zip(grads, g)], {key: stats[key] + s[key] for key in stats}
+
+        grads, stats = one(0)
+        if self.accum > 1:
+            # One micro-batch at a time (parallel_iterations=1) so that memory stays that
+            # of a micro-batch. No loop at all for k=1: grappler's rewrite of add chains
+            # leaks a temporary variable in a loop that runs zero times (TF 2.21).
+            _, grads, stats = tf.while_loop(lambda i, *_: i < self.accum, body, (tf.constant(1), grads, stats),
+                                            parallel_iterations=1)
         inv = 1.0 / self.accum
         return [g * inv for g in grads], {key: v * inv for key, v in stats.items()}
 
@@ -493,7 +518,7 @@ def _check_resume(meta: dict, cfg: TrainConfig, fingerprint: str, snapshot: Path
             f"cannot resume from {snapshot}: it was trained on a different dataset (fingerprint "
             f"{meta['dataset_fingerprint'][:12]} -> {fingerprint[:12]}); delete {run_dir} to start afresh, "
             f"or train in a new run directory with init_from={run_dir} to fine-tune on the new data")
-    now = cfg.to_dict()
+    now = json.loads(json.dumps(cfg.to_dict()))  # as stored: resolution keys become strings
     return [f"{k} {v!r} -> {now.get(k)!r}" for k, v in meta["config"].items() if now.get(k) != v]
 
 
@@ -655,7 +680,8 @@ def _export(trainer: Trainer, meta: dict, rows: list[dict], run_dir: Path, out_d
     _write_log(out_dir / "log.csv", rows)
 
 
-def load_export(out_dir: str | os.PathLike) -> tuple[networks.Generator, networks.Discriminator, dict]:
+def load_export(out_dir: str | os.PathLike, conv_dtype: str = "float32"
+                ) -> tuple[networks.Generator, networks.Discriminator, dict]:
     """The exported EMA generator, the discriminator, and the generator's info JSON."""
     out_dir = Path(out_dir)
     nets = []
@@ -664,7 +690,7 @@ def load_export(out_dir: str | os.PathLike) -> tuple[networks.Generator, network
         if not info_path.is_file():
             raise TrainSetupError(f"no exported {key} in {out_dir} ({info_path} is missing); run training first")
         info = _read_json(info_path)
-        net = cls(**info["architecture"])
+        net = cls(**info["architecture"], conv_dtype=conv_dtype)
         tf.train.Checkpoint(**{key: net}).read(str(out_dir / key / "weights")).assert_consumed()
         nets.append((net, info))
     (G, info), (D, _) = nets

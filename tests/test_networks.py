@@ -133,3 +133,18 @@ def test_checkpoint_holds_every_variable(tmp_path) -> None:
 def test_to_uint8_clips() -> None:
     out = networks.to_uint8(np.array([-1.5, -1.0, 0.0, 1.0, 2.0], np.float32))
     assert out.dtype == np.uint8 and out.tolist() == [0, 0, 128, 255, 255]
+
+
+def test_bfloat16_convolutions_match_float32() -> None:
+    G32, G16 = _generator(16), networks.Generator(resolution=16, conv_dtype="bfloat16", **TINY)
+    D32 = networks.Discriminator(resolution=16, channel_base=256, channel_max=16)
+    D16 = networks.Discriminator(resolution=16, channel_base=256, channel_max=16, conv_dtype="bfloat16")
+    for a, b in zip(G32.weights + D32.weights, G16.weights + D16.weights):
+        b.assign(a)
+    z = tf.random.normal([4, 16])
+    img32, img16 = G32(z, noise_mode="const"), G16(z, noise_mode="const")
+    assert img16.dtype == tf.float32 and D16(img16).dtype == tf.float32
+    scale = float(tf.math.reduce_std(img32))
+    assert float(tf.reduce_max(tf.abs(img32 - img16))) < 0.1 * scale
+    assert float(tf.reduce_max(tf.abs(img32 - img16))) > 0  # bfloat16 was really used
+    np.testing.assert_allclose(D16(img32), D32(img32), atol=0.05 * float(tf.reduce_max(tf.abs(D32(img32)))) + 1e-3)

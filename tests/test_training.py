@@ -83,7 +83,9 @@ def test_config_rejects_unknown_keys_and_resolves_per_resolution_values() -> Non
     assert cfg.at_resolution("g_lr") == 0.002 and cfg.at_resolution("batch_size") == 16
     assert TrainConfig().resolution == 512 and TrainConfig().channel_base // 512 == 64
     with pytest.raises(TrainSetupError, match="'d_lr' has no entry for resolution 256"):
-        TrainConfig.from_dict({"resolution": 256, "d_lr": {512: 0.002}}).at_resolution("d_lr")
+        TrainConfig.from_dict({"resolution": 256, "d_lr": {512: 0.002}})
+    with pytest.raises(TrainSetupError, match="'resolution'.*power of two"):
+        TrainConfig.from_dict({"resolution": 48})
     with pytest.raises(TrainSetupError, match="multiple of 4"):
         Trainer(TrainConfig.from_dict({**TINY8, "batch_size": 6, "accum_steps": 4}))
 
@@ -224,7 +226,9 @@ def test_run_outputs_logs_frames_and_export(finished_run: Run) -> None:
     assert [s.name for s in snaps] == ["snapshot-000000000640", "snapshot-000000000768"]  # newest 2 kept
     meta = json.loads((snaps[-1] / "meta.json").read_text())
     assert meta["kimg"] == 0.768 and meta["dataset_fingerprint"] == "blobs"
-    assert list((finished_run.run_dir / "tensorboard").iterdir())
+    tags = {value.tag for events in (finished_run.run_dir / "tensorboard").iterdir()
+            for event in tf.compat.v1.train.summary_iterator(str(events)) for value in event.summary.value}
+    assert {"loss_d", "loss_g", "r1", "augment_p", "swd", "sec_per_kimg", "fakes"} <= tags
     G, D, info = training.load_export(out)
     assert info["kimg"] == 0.768 and info["num_ws"] == G.num_ws == 6
     assert info["style_groups"] == {k: list(v) for k, v in

@@ -1,4 +1,4 @@
-"""End to end: the real DAG on a tiny demo, then reruns by content, then a bad config."""
+"""End to end: the data stages of the real DAG on a tiny demo, reruns by content, a bad config."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def demo_run(tmp_path_factory, cascade_path):
     wd = tmp_path_factory.mktemp("wf")
     tiny_config(wd, cascade_path)
     started = time.monotonic()
-    snakemake(wd)
+    snakemake(wd, "data")
     return wd, time.monotonic() - started
 
 
@@ -65,11 +65,11 @@ def test_data_stages_end_to_end(demo_run):
 
 def test_rerun_only_what_changed(demo_run):
     wd, _ = demo_run
-    assert jobs_planned(wd) == {}, "a second run right after a complete one must have nothing to do"
+    assert jobs_planned(wd, "data") == {}, "a second run right after a complete one must have nothing to do"
     sources = [wd / r["path"] for r in _rows(wd, "ids")]
     for p in sources:
         os.utime(p, None)
-    assert jobs_planned(wd) == {}, "touching every source image must rerun nothing"
+    assert jobs_planned(wd, "data") == {}, "touching every source image must rerun nothing"
     # edit one decodable face image: its shard's faces/clean/images rerun, plus the global stages
     row = next(r for r in _rows(wd, "faces") if r["status"] == "face")
     src = wd / row["source"]
@@ -77,11 +77,11 @@ def test_rerun_only_what_changed(demo_run):
     arr = np.asarray(original.convert("RGB")).copy()
     arr[:4, :4] = 255 - arr[:4, :4]
     Image.fromarray(arr).save(src, format=original.format)
-    planned = jobs_planned(wd)
+    planned = jobs_planned(wd, "data")
     assert planned.get("faces") == 1 and planned.get("clean") == 1 and planned.get("dedupe") == 1
     assert "select" not in planned and "demo_mirror" not in planned
-    snakemake(wd)
-    assert jobs_planned(wd) == {}
+    snakemake(wd, "data")
+    assert jobs_planned(wd, "data") == {}
 
 
 def test_bad_config_stops_before_any_job(tmp_path, cascade_path):

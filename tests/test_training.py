@@ -100,6 +100,8 @@ def test_accumulation_equals_large_batch() -> None:
     big = Trainer(TrainConfig.from_dict({**TINY8, "augment": True, "augment_p": 0.5}))
     small = Trainer(TrainConfig.from_dict({**TINY8, "augment": True, "augment_p": 0.5, "accum_steps": 4}))
     assert (big.micro, small.micro) == (8, 2)
+    # Gradients, not just weights after Adam: Adam is blind to a constant factor, so only
+    # the gradients show that micro-batches are averaged and not summed.
     for (ga, sa), (gb, sb) in [(big.d_grads(reals, seed, r1=True), small.d_grads(reals, seed, r1=True)),
                                (big.g_grads(seed), small.g_grads(seed))]:
         for a, b in zip(ga, gb):
@@ -115,9 +117,11 @@ def test_accumulation_equals_large_batch() -> None:
     big.D.mbstd_group = small.D.mbstd_group = 2
     big.train_step(iter([reals]))
     small.train_step(iter([reals]))
+    # The whole update (D with R1, G, EMA, w_avg). Adam steps are about lr = 0.002 each;
+    # 1e-4 leaves room for round-off that Adam amplifies on near-zero gradients.
     for net in ("G", "G_ema", "D"):
         for a, b in zip(getattr(big, net).weights, getattr(small, net).weights):
-            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6, err_msg=a.path)
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-4, err_msg=a.path)
     assert float(tf.reduce_max(tf.abs(big.G.mapping.w_avg))) > 0
 
 

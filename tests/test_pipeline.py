@@ -1,0 +1,91 @@
+"""The whole chain on a tiny demo: two training rounds, ranking, samples, figures, videos."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganflow.tables import read_tsv
+from workflow import jobs_planned, snakemake, tiny_config
+
+TRAIN = {"resolution": 16, "z_dim": 32, "w_dim": 32, "mapping_layers": 2, "channel_base": 256,
+         "channel_max": 32, "batch_size": 8, "total_kimg": 0.2, "tick_kimg": 0.1, "snapshot_ticks": 1,
+         "ema_kimg": 0.05, "grid": [2, 2], "grid_cell_px": 16, "swd_images": 64}
+VIDEOS = {"batch": 8, "interpolation": {"grid": [2, 1], "duration": 1, "fps": 6},
+          "style_mixing": {"duration": 1, "fps": 6}, "progress": {"fps_in": 10, "fps_out": 20}}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, cascade_path):
+    wd = tmp_path_factory.mktemp("chain")
+    tiny_config(wd, cascade_path, rounds=2, train=TRAIN, videos=VIDEOS,
+                **{"rank.drop_lowest": 0.25, "rank.drop_highest": 0.1,
+                   "samples.seeds": "0-5", "tfrecords.shards": 2})
+    snakemake(wd)
+    return wd, wd / "results/demo"
+
+
+def _frames(path):
+    """(frame count, width, height, pixel format) as ffmpeg decodes the file."""
+    info = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(path)], capture_output=True, text=True).stderr
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    count = sum(1 for _ in reader)
+    return count, meta["size"], "yuv420p" in info
+
+
+def test_rank_keep_and_round_two(run):
+    wd, res = run
+    round1 = json.loads((res / "round-1/dataset/dataset.json").read_text())
+    ranked = read_tsv(res / "round-1/rank.tsv")
+    assert sorted(r["image"] for r in ranked) == sorted(round1["ids"])  # every image exactly once
+    scores = [float(r["score"]) for r in ranked]
+    assert scores == sorted(scores)
+    n = len(ranked)
+    kept = [r["image"] for r in read_tsv(res / "round-2/keep.tsv")]
+    assert len(kept) == n - math.floor(0.25 * n) - math.floor(0.1 * n)
+    assert set(kept) == {r["image"] for r in ranked[math.floor(0.25 * n): n - math.floor(0.1 * n)]}
+    round2 = json.loads((res / "round-2/dataset/dataset.json").read_text())
+    assert sorted(round2["ids"]) == sorted(kept)
+    for sheet in ("lowest", "highest"):
+        assert Image.open(res / f"round-2/keep-sheets/{sheet}.png").width > 0
+
+
+def test_round_two_starts_from_round_one(run):
+    wd, res = run
+    first = {r: read_tsv(res / f"round-{r}/train/frames.tsv") for r in (1, 2)}
+
+    def grid(row):
+        return np.asarray(Image.open(wd / row["path"]).convert("RGB"), dtype=float)
+
+    start2 = grid(first[2][0])
+    # round 2's first fakes grid shows round 1's final generator, not a fresh random one
+    assert np.abs(start2 - grid(first[1][-1])).mean() < 0.5 * np.abs(start2 - grid(first[1][0])).mean()
+
+
+def test_samples_figures_and_videos(run):
+    wd, res = run
+    seeds = sorted(p.name for p in (res / "samples/seeds").glob("*.png"))
+    assert seeds == [f"seed{s:06d}.png" for s in range(6)]
+    before = (res / "samples/seeds/seed000003.png").read_bytes()
+    snakemake(wd, "--forcerun", "samples", "--until", "samples")
+    assert (res / "samples/seeds/seed000003.png").read_bytes() == before  # same seed, same image
+    assert Image.open(res / "figures/truncation.png").size == (8 * 16, 4 * 16)
+    for name in ("uncurated", "style_mixing", "noise_detail", "noise_components"):
+        assert Image.open(res / f"figures/{name}.png").size[0] >= 16
+    count, (w, h), yuv420p = _frames(res / "videos/interpolation-grid.mp4")
+    assert (count, w, h, yuv420p) == (6, 32, 16, True)
+    for name in ("style-mixing-coarse", "style-mixing-fine", "training-progress"):
+        count, _, yuv420p = _frames(res / f"videos/{name}.mp4")
+        assert count >= 2 and yuv420p
+
+
+def test_nothing_left_to_do(run):
+    wd, _ = run
+    assert jobs_planned(wd) == {}

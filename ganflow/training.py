@@ -208,6 +208,8 @@ class Trainer:
                 f"batch_size {self.batch} must split into accum_steps ({self.accum}) x devices "
                 f"({self.replicas}) equal micro-batches; choose a multiple of {self.accum * self.replicas}")
         self.ema_beta = 0.5 ** (self.batch * cfg.d_repeats / max(cfg.ema_kimg * 1000.0, 1e-8))
+        # Keras initialisers draw from its global generator: seeding it makes the initial
+        # weights a function of cfg.seed (a fresh run and its test twins start equal).
         keras.utils.set_random_seed(cfg.seed)
         with self.strategy.scope():
             dtype = cfg.conv_dtype

@@ -45,7 +45,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 def jobs_planned(workdir: Path, *args: str) -> dict[str, int]:
     """Rule -> job count of what a dry run would do (empty when up to date)."""
-    out = snakemake(workdir, "--dry-run", "--quiet", "rules", *args).stdout
+    out = snakemake(workdir, *args, "--dry-run", "--quiet", "rules").stdout
     counts: dict[str, int] = {}
     for line in out.splitlines():
         parts = line.split()

@@ -7,8 +7,9 @@ from ganflow.runlog import logged
 with logged(snakemake.log[0]):
     cfg = training.TrainConfig.from_dict(snakemake.params.train)
     data_dir = Path(snakemake.input.dataset).parent
+    # training mirrors inside its step (reproducibly on resume), so the reader must not
     images = dataset.training_dataset(data_dir, cfg.resolution, cfg.at_resolution("batch_size"),
-                                      mirror=cfg.mirror, seed=cfg.seed)
+                                      mirror=False, seed=cfg.seed)
     init = Path(snakemake.params.init_from) if snakemake.params.init_from else None
     training.train(cfg, images, training.dataset_fingerprint(data_dir), Path(snakemake.params.run_dir),
                    Path(snakemake.output.log).parent, init_from=init)

@@ -29,6 +29,7 @@ include: "rules/rank.smk"
 include: "rules/sample.smk"
 include: "rules/video.smk"
 include: "rules/report.smk"
+include: "rules/plots.smk"
 
 
 wildcard_constraints:
@@ -46,6 +47,7 @@ rule all:
         f"{R}/samples/grid.png",
         expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES),
         expand(f"{R}/videos/{{video}}.mp4", video=VIDEOS),
+        REPORT_PAGES,
 
 
 rule data:

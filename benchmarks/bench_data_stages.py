@@ -41,9 +41,9 @@ if img is not None:
 """
 
 
-def timed(label: str, n: int, fn, *args):
+def timed(label: str, n: int, fn, *args, **kwargs):
     t0 = time.perf_counter()
-    result = fn(*args)
+    result = fn(*args, **kwargs)
     dt = time.perf_counter() - t0
     print(f"{label:<28} {n:>6} items  {dt:8.2f} s  {n / dt:9.1f} items/s", flush=True)
     return result

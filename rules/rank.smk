@@ -27,8 +27,10 @@ rule keep:
         lambda wc: f"{R}/round-{int(wc.r) - 1}/rank.tsv",
     output:
         keep=f"{R}/round-{{r}}/keep.tsv",
-        lowest=f"{R}/round-{{r}}/keep-sheets/lowest.png",
-        highest=f"{R}/round-{{r}}/keep-sheets/highest.png",
+        lowest=report(f"{R}/round-{{r}}/keep-sheets/lowest.png", caption="../report/keep-sheets.rst",
+                      category="3. Ranking", subcategory=lambda wc: f"Round {int(wc.r) - 1}"),
+        highest=report(f"{R}/round-{{r}}/keep-sheets/highest.png", caption="../report/keep-sheets.rst",
+                       category="3. Ranking", subcategory=lambda wc: f"Round {int(wc.r) - 1}"),
     params:
         rank=config["rank"],
         code=code_digest("rank", "contact"),

@@ -14,7 +14,8 @@ rule funnel:
         image_rejects=expand(f"{R}/images-rejected/{{shard}}.tsv", shard=SHARDS),
     output:
         table=f"{R}/report/funnel.tsv",
-        sheets=expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES),
+        sheets=[report(f"{R}/report/contact-{stage}.png", caption=f"../report/contact-{stage}.rst",
+                       category="1. Data", subcategory="Contact sheets") for stage in CONTACT_STAGES],
     params:
         report=config["report"],
         code=code_digest("funnel"),

@@ -10,7 +10,7 @@ rule samples:
         discriminator=f"{FINAL}/discriminator",
     output:
         seeds=directory(f"{R}/samples/seeds"),
-        grid=f"{R}/samples/grid.png",
+        grid=report(f"{R}/samples/grid.png", caption="../report/samples.rst", category="4. Samples"),
     params:
         samples=config["samples"],
         code=code_digest("samples", "networks", "training"),
@@ -29,7 +29,7 @@ rule figure:
         generator=f"{FINAL}/generator",
         discriminator=f"{FINAL}/discriminator",
     output:
-        f"{R}/figures/{{figure}}.png",
+        report(f"{R}/figures/{{figure}}.png", caption="../report/figures.rst", category="5. Figures"),
     wildcard_constraints:
         figure="|".join(FIGURE_NAMES),
     params:

@@ -1,0 +1,319 @@
+"""The report's own pages: training curves, discriminator score histograms, the funnel
+table and playable video pages.
+
+Charts are drawn with Pillow, which the workflow already needs, so the report adds no
+plotting library to the install. Pages are single self-contained HTML files (the video
+inside as a data URI): Snakemake's report shows HTML results in a frame, while it only
+offers mp4 files as downloads.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .tables import atomic_open, atomic_path, read_tsv
+
+log = logging.getLogger(__name__)
+
+PANEL_SIZE = (720, 220)
+COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
+KEPT, DROPPED = (31, 119, 180), (255, 127, 14)
+_INK, _GRID, _FRAME = (20, 20, 20), (225, 225, 225), (120, 120, 120)
+_FONT = ImageFont.load_default(size=13)
+_SMALL = ImageFont.load_default(size=11)
+_MARGIN = {"left": 66, "right": 14, "top": 28, "bottom": 44}
+_MARKERS_UP_TO = 80  # points per series; sparse curves (SWD) need markers, dense ones do not
+
+# Panels of the training-curve chart: title, y label, (log.csv column, legend label).
+LOSS_PANELS = [
+    ("Losses", "loss", [("loss_g", "G (non-saturating)"), ("loss_d", "D (logistic)")]),
+    ("Discriminator outputs", "logit", [("d_real", "reals"), ("d_fake", "fakes")]),
+    ("R1 penalty", "R1", [("r1", "R1")]),
+    ("Augmentation probability", "p", [("augment_p", "ADA p")]),
+]
+SWD_PANEL = ("Sliced Wasserstein distance (fakes vs reals)", "SWD x 1e3", [("swd", "SWD")])
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values (1, 2, 2.5 or 5 times a power of ten) covering [lo, hi]."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(1, count)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9)
+    return [round(k * step, 12) for k in range(first, math.floor(hi / step + 1e-9) + 1)]
+
+
+def _label(value: float, ticks: Sequence[float]) -> str:
+    """A tick label with as many decimals as the tick step needs (0.25 -> 2, 5 -> 0)."""
+    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
+    decimals = next((d for d in range(12) if abs(round(step, d) - step) <= 1e-9 * step), 12)
+    return f"{value:.{decimals}f}"
+
+
+def _span(values: Iterable[float], pad: float = 0.05) -> tuple[float, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return 0.0, 1.0
+    lo, hi = min(finite), max(finite)
+    if hi == lo:
+        half = abs(lo) * 0.1 or 0.5
+        return lo - half, hi + half
+    return lo - pad * (hi - lo), hi + pad * (hi - lo)
+
+
+class _Axes:
+    """A framed plot area with ticks, grid, title and axis labels that maps data to pixels."""
+
+    def __init__(self, title: str, xlabel: str, ylabel: str, xspan: tuple[float, float],
+                 yspan: tuple[float, float], size: tuple[int, int] = PANEL_SIZE) -> None:
+        self.image = Image.new("RGB", size, (255, 255, 255))
+        self.draw = ImageDraw.Draw(self.image)
+        w, h = size
+        self.box = (_MARGIN["left"], _MARGIN["top"], w - _MARGIN["right"], h - _MARGIN["bottom"])
+        self.xspan, self.yspan = xspan, yspan
+        left, top, right, bottom = self.box
+        xt = [t for t in nice_ticks(*xspan, count=8) if xspan[0] <= t <= xspan[1]]
+        yt = [t for t in nice_ticks(*yspan, count=4) if yspan[0] <= t <= yspan[1]]
+        for t in xt:
+            x = self.px(t, yspan[0])[0]
+            self.draw.line((x, top, x, bottom), fill=_GRID)
+            self.draw.text((x, bottom + 4), _label(t, xt), fill=_INK, font=_SMALL, anchor="mt")
+        for t in yt:
+            y = self.px(xspan[0], t)[1]
+            self.draw.line((left, y, right, y), fill=_GRID)
+            self.draw.text((left - 5, y), _label(t, yt), fill=_INK, font=_SMALL, anchor="rm")
+        self.draw.rectangle(self.box, outline=_FRAME)
+        self.draw.text((left, 6), title, fill=_INK, font=_FONT)
+        self.draw.text(((left + right) // 2, h - 6), xlabel, fill=_INK, font=_FONT, anchor="mb")
+        self._ylabel(ylabel)
+
+    def _ylabel(self, text: str) -> None:
+        w, h = (int(v) + 2 for v in _FONT.getbbox(text)[2:])
+        strip = Image.new("RGB", (w, h), (255, 255, 255))
+        ImageDraw.Draw(strip).text((0, 0), text, fill=_INK, font=_FONT)
+        strip = strip.rotate(90, expand=True)
+        top, bottom = self.box[1], self.box[3]
+        self.image.paste(strip, (4, max(0, (top + bottom - strip.height) // 2)))
+
+    def px(self, x: float, y: float) -> tuple[float, float]:
+        left, top, right, bottom = self.box
+        (x0, x1), (y0, y1) = self.xspan, self.yspan
+        return left + (x - x0) / (x1 - x0) * (right - left), bottom - (y - y0) / (y1 - y0) * (bottom - top)
+
+    def legend(self, entries: Sequence[tuple[str, tuple[int, int, int]]]) -> None:
+        """Right-aligned in the header row, where it can never hide a curve."""
+        x, y = self.box[2], 8
+        for text, color in reversed(entries):
+            width = int(_SMALL.getlength(text))
+            self.draw.text((x, y), text, fill=_INK, font=_SMALL, anchor="rt")
+            self.draw.rectangle((x - width - 20, y + 3, x - width - 6, y + 8), fill=color)
+            x -= width + 30
+
+    def note(self, text: str) -> None:
+        left, top, right, bottom = self.box
+        self.draw.text(((left + right) // 2, (top + bottom) // 2), text, fill=_FRAME, font=_FONT, anchor="mm")
+
+
+def line_chart(series: Sequence[Series], *, title: str, xlabel: str, ylabel: str,
+               xspan: tuple[float, float] | None = None, size: tuple[int, int] = PANEL_SIZE) -> Image.Image:
+    """One panel of curves; points that are not finite numbers (ticks without a value) are
+    left out, and a panel without any point says so instead of showing empty axes. Give
+    `xspan` to line up stacked panels whose curves start at different x."""
+    points = [[(x, y) for x, y in zip(s.xs, s.ys) if math.isfinite(x) and math.isfinite(y)] for s in series]
+    xspan = xspan or _span((x for pts in points for x, _ in pts), pad=0.0)
+    axes = _Axes(title, xlabel, ylabel, xspan, _span(y for pts in points for _, y in pts), size)
+    if not any(points):
+        axes.note("no values logged yet")
+        return axes.image
+    for pts, color in zip(points, COLORS * len(points)):
+        xy = [axes.px(x, y) for x, y in pts]
+        if len(xy) > 1:
+            axes.draw.line(xy, fill=color, width=2, joint="curve")
+        if len(xy) <= _MARKERS_UP_TO:
+            for cx, cy in xy:
+                axes.draw.ellipse((cx - 2.5, cy - 2.5, cx + 2.5, cy + 2.5), fill=color)
+    axes.legend([(s.label, c) for s, c, pts in zip(series, COLORS * len(series), points) if pts])
+    return axes.image
+
+
+def histogram(groups: Sequence[tuple[str, Sequence[float], tuple[int, int, int]]], *, title: str,
+              xlabel: str, bins: int | None = None, size: tuple[int, int] = PANEL_SIZE) -> Image.Image:
+    """Stacked histogram of several groups of values over shared bins."""
+    values = [v for _, vs, _ in groups for v in vs if math.isfinite(v)]
+    if not values:
+        axes = _Axes(title, xlabel, "images", (0.0, 1.0), (0.0, 1.0), size)
+        axes.note("no scores")
+        return axes.image
+    bins = bins or min(40, max(5, math.ceil(math.sqrt(len(values)))))
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    width = (hi - lo) / bins
+    counts = [[0] * bins for _ in groups]
+    for g, (_, vs, _) in enumerate(groups):
+        for v in vs:
+            if math.isfinite(v):
+                counts[g][min(bins - 1, int((v - lo) / width))] += 1
+    top = max(sum(c[b] for c in counts) for b in range(bins))
+    axes = _Axes(title, xlabel, "images", (lo, hi), (0.0, top * 1.12), size)
+    for b in range(bins):
+        base = 0
+        for g, (_, _, color) in enumerate(groups):
+            if counts[g][b]:
+                x0, y0 = axes.px(lo + b * width, base + counts[g][b])
+                x1, y1 = axes.px(lo + (b + 1) * width, base)
+                axes.draw.rectangle((x0 + 1, y0, x1 - 1, y1), fill=color)
+                base += counts[g][b]
+    axes.legend([(f"{name} ({sum(c)})", color) for (name, _, color), c in zip(groups, counts) if sum(c)])
+    return axes.image
+
+
+def stack(panels: Sequence[Image.Image]) -> Image.Image:
+    out = Image.new("RGB", (max(p.width for p in panels), sum(p.height for p in panels)), (255, 255, 255))
+    y = 0
+    for p in panels:
+        out.paste(p, (0, y))
+        y += p.height
+    return out
+
+
+def _save_png(image: Image.Image, out_png: str | os.PathLike) -> None:
+    with atomic_path(out_png) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def read_log(log_csv: str | os.PathLike) -> dict[str, list[float]]:
+    """Columns of a training log.csv as floats; empty or unparsable cells become NaN, so a
+    tick that logged no SWD, or a line cut short by a kill, only loses that one point."""
+    with open(log_csv, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    names = [n for panel in LOSS_PANELS + [SWD_PANEL] for n, _ in panel[2]]
+    return {name: [_number(r.get(name)) for r in rows] for name in ["kimg"] + names}
+
+
+def training_curves(log_csv: str | os.PathLike, out_losses: str | os.PathLike, out_swd: str | os.PathLike,
+                    *, title: str = "") -> int:
+    """Loss, D output, R1 and ADA-p panels (one chart) and the SWD curve (another) over kimg.
+    Returns the number of logged ticks."""
+    cols = read_log(log_csv)
+    prefix = f"{title}: " if title else ""
+    xspan = _span(cols["kimg"], pad=0.0)
+
+    def panel(spec: tuple) -> Image.Image:
+        name, ylabel, series = spec
+        return line_chart([Series(label, cols["kimg"], cols[c]) for c, label in series],
+                          title=prefix + name, xlabel="training progress (kimg)", ylabel=ylabel, xspan=xspan)
+
+    _save_png(stack([panel(p) for p in LOSS_PANELS]), out_losses)
+    _save_png(panel(SWD_PANEL), out_swd)
+    return len(cols["kimg"])
+
+
+def score_histogram(rank_tsv: str | os.PathLike, out_png: str | os.PathLike, *,
+                    keep_tsv: str | os.PathLike | None = None, title: str = "") -> dict[str, int]:
+    """Histogram of a round's D scores, split into the images the next round kept and those it
+    dropped when `keep_tsv` is given; images that could not be scored are counted in the title.
+    Returns the counts drawn."""
+    rows = read_tsv(rank_tsv)
+    scored = [(r["image"], _number(r["score"])) for r in rows]
+    unscored = sum(1 for _, s in scored if not math.isfinite(s))
+    scored = [(image, s) for image, s in scored if math.isfinite(s)]
+    kept = {r["image"] for r in read_tsv(keep_tsv)} if keep_tsv else {image for image, _ in scored}
+    groups = [("kept", [s for image, s in scored if image in kept], KEPT),
+              ("dropped", [s for image, s in scored if image not in kept], DROPPED)]
+    head = f"{title}: " if title else ""
+    head += f"{len(scored)} images scored" + (f", {unscored} could not be scored" if unscored else "")
+    _save_png(histogram(groups, title=head, xlabel="discriminator score (logit; low = least like the data)"),
+              out_png)
+    counts = {"kept": len(groups[0][1]), "dropped": len(groups[1][1]), "unscored": unscored}
+    log.info("score histogram: %s", counts)
+    return counts
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 16px; color: #111; background: #fff; }}
+table {{ border-collapse: collapse; }}
+td, th {{ padding: 2px 10px; text-align: left; }}
+td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
+tr.stage td {{ border-top: 1px solid #ccc; font-weight: 600; }}
+tr.drop td {{ color: #8a3b00; }}
+.bar {{ height: 12px; background: #1f77b4; }}
+.bar.drop {{ background: #ff7f0e; }}
+video {{ width: min(100%, 960px); image-rendering: pixelated; }}  /* tiny demo videos scale up */
+</style></head>
+<body><h3>{title}</h3>
+{body}
+</body></html>
+"""
+
+
+def _write_page(out_html: str | os.PathLike, title: str, body: str) -> None:
+    with atomic_open(out_html) as fh:
+        fh.write(_PAGE.format(title=html.escape(title), body=body))
+
+
+def funnel_page(funnel_tsv: str | os.PathLike, out_html: str | os.PathLike) -> int:
+    """The funnel table as a page: each stage's count with a bar relative to the posts read,
+    and under it the reasons (and counts) of what that step dropped. Returns the stage count."""
+    rows = read_tsv(funnel_tsv)
+    stages = [r for r in rows if not r["dropped_reason"]]
+    first = max((int(_number(r["count"])) for r in stages[:1] if math.isfinite(_number(r["count"]))), default=0)
+
+    def bar(n: float, cls: str = "bar") -> str:
+        share = 100.0 * n / first if first and math.isfinite(n) else 0.0
+        return f'<div class="{cls}" style="width:{min(100.0, share):.1f}%"></div>'
+
+    lines = ["<table>", "<tr><th>stage</th><th>images</th><th>dropped because</th><th></th>"
+             '<th style="width:320px"></th></tr>']
+    for r in rows:
+        if r["dropped_reason"]:
+            n = _number(r["dropped"])
+            lines.append(f'<tr class="drop"><td></td><td></td><td>{html.escape(r["dropped_reason"])}</td>'
+                         f'<td class="n">{html.escape(r["dropped"])}</td><td>{bar(n, "bar drop")}</td></tr>')
+        else:
+            n = _number(r["count"])
+            lines.append(f'<tr class="stage"><td>{html.escape(r["stage"])}</td><td class="n">'
+                         f'{html.escape(r["count"])}</td><td></td><td></td><td>{bar(n)}</td></tr>')
+    lines.append("</table>")
+    _write_page(out_html, "Data funnel", "\n".join(lines))
+    return len(stages)
+
+
+def video_page(mp4: str | os.PathLike, out_html: str | os.PathLike, *, title: str = "") -> int:
+    """A page that plays the video (looped, muted so browsers may autoplay it) from a data URI,
+    so it needs no file beside it. Returns the video's size in bytes."""
+    data = Path(mp4).read_bytes()
+    uri = "data:video/mp4;base64," + base64.b64encode(data).decode("ascii")
+    name = html.escape(Path(mp4).name)
+    body = (f'<video controls autoplay muted loop playsinline src="{uri}"></video>\n'
+            f"<p>{name}, {len(data) / 1024:.0f} KiB (the player menu offers a download)</p>")
+    _write_page(out_html, title or Path(mp4).stem, body)
+    return len(data)

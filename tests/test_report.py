@@ -1,0 +1,204 @@
+"""`snakemake --report` on the tiny chain of conftest's `run`, opened in a real headless
+Chromium: every result (funnel, contact sheets, curves, histograms, keep sheets, samples,
+figures, video pages) is listed in its category with its caption, each image shows with
+its own pixels, the videos play, and nothing logs a console error. Screenshots of every
+view (caption beside the result) go to the test's tmp dir and to results/report-test/."""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+
+from chromium import Browser
+from conftest import REPO
+from ganflow.tables import read_tsv
+from workflow import snakemake
+
+CONTACT = ["duplicates", "faces", "images", "rejected"]
+FIGURES = ["noise_components", "noise_detail", "style_mixing", "truncation", "uncurated"]
+VIDEOS = ["interpolation-grid", "style-mixing-coarse", "style-mixing-fine", "training-progress"]
+EXPECTED = {  # category -> subcategory -> files under results/demo ("Other": no subcategory)
+    "1. Data": {"Funnel": ["report/funnel.html"],
+                "Contact sheets": [f"report/contact-{s}.png" for s in CONTACT]},
+    "2. Training": {f"Round {r}": [f"report/round-{r}/losses.png", f"report/round-{r}/swd.png"] for r in (1, 2)},
+    "3. Ranking": {"Round 1": ["report/round-1/scores.png", "round-2/keep-sheets/highest.png",
+                               "round-2/keep-sheets/lowest.png"]},
+    "4. Samples": {"Other": ["samples/grid.png"]},
+    "5. Figures": {"Other": [f"figures/{f}.png" for f in FIGURES]},
+    "6. Videos": {"Other": [f"report/videos/{v}.html" for v in VIDEOS]},
+}
+SHOTS_KEPT = REPO / "results" / "report-test"
+
+# Clicks through the report as a person would: home, category, subcategory, the result's
+# eye button (shows it), its info button (shows the caption in the side bar).
+DRIVER = """
+window.ui = {
+  tick: () => new Promise(r => setTimeout(r, 60)),
+  link(text) { return [...document.querySelectorAll('#app nav a')].find(a => a.textContent.trim() === text); },
+  click(text) { const a = this.link(text); if (!a) throw new Error('no link ' + text); a.click(); },
+  async show(category, subcategory, path) {
+    document.querySelector('#app nav ol li a').click(); await this.tick();
+    this.click(category); await this.tick();
+    if (Object.keys(categories[category]).length > 1) { this.click(subcategory); await this.tick(); }
+    const row = [...document.querySelectorAll('#app tr')].find(r => r.firstChild.textContent.trim() === path);
+    if (!row) throw new Error('no row ' + path);
+    row.querySelector('a[iconname=eye]').click(); await this.tick();
+    row.querySelector('a[iconname=information-circle]').click(); await this.tick();
+    return document.querySelector('#app nav').innerText;
+  },
+  async image(uri) {
+    for (let i = 0; i < 100; i++) {
+      const img = [...document.querySelectorAll('#app img')].find(im => im.src === uri);
+      if (img && img.complete && img.naturalWidth > 0) {
+        const r = img.getBoundingClientRect();
+        return {x: r.x, y: r.y, width: r.width, height: r.height, natural: [img.naturalWidth, img.naturalHeight]};
+      }
+      await this.tick();
+    }
+    return null;
+  },
+  frameRect() {
+    const r = document.querySelector('#app iframe').getBoundingClientRect();
+    return {x: r.x, y: r.y};
+  },
+};
+"""
+
+# Runs inside a video page: waits for a decoded frame, then stops on the first one.
+VIDEO_PROBE = """
+(async () => {
+  const v = document.querySelector('video');
+  const until = (ok) => new Promise(r => { const t0 = Date.now(); (function poll() {
+    if (ok() || Date.now() - t0 > 15000) r(); else setTimeout(poll, 50); })(); });
+  await until(() => v.error || v.readyState >= 2);
+  const played = v.error ? false : await Promise.race([
+    new Promise(r => v.requestVideoFrameCallback(() => r(true))), new Promise(r => setTimeout(() => r(false), 5000))]);
+  v.pause(); v.currentTime = 0;
+  await new Promise(r => { v.onseeked = r; setTimeout(r, 3000); });
+  await new Promise(r => v.requestVideoFrameCallback(r) || setTimeout(r, 500));
+  const rect = v.getBoundingClientRect();
+  return {error: v.error && v.error.code, ready: v.readyState, size: [v.videoWidth, v.videoHeight], played,
+          rect: {x: rect.x, y: rect.y, width: rect.width, height: rect.height}};
+})()
+"""
+
+
+@pytest.fixture(scope="module")
+def report(run):
+    wd, res = run
+    out = wd / "report.html"
+    snakemake(wd, "--report", str(out))
+    return out, res
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    b = Browser(tmp_path_factory.mktemp("chromium-profile"))
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    path = tmp_path_factory.mktemp("report-shots")
+    yield path
+    shutil.rmtree(SHOTS_KEPT, ignore_errors=True)
+    shutil.copytree(path, SHOTS_KEPT)
+    print(f"\nreport screenshots: {path} (copied to {SHOTS_KEPT})")
+
+
+@pytest.fixture(scope="module")
+def page(report, browser):
+    html, _ = report
+    browser.open(html.as_uri())
+    browser.evaluate(DRIVER)
+    return browser
+
+
+def _results():
+    for category, subs in EXPECTED.items():
+        for sub, files in subs.items():
+            for name in files:
+                yield category, sub, f"results/demo/{name}"
+
+
+def _clip(browser: Browser, rect: dict) -> np.ndarray:
+    data = browser.send("Page.captureScreenshot", {"format": "png", "clip": {**rect, "scale": 1}},
+                        session=browser.session)["data"]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), dtype=float)
+
+
+def _shot(browser: Browser, path) -> None:
+    """A screenshot of the whole window, which must show something (not one flat colour)."""
+    pixels = np.asarray(Image.open(browser.screenshot(path)).convert("RGB"))
+    assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, f"{path} looks blank"
+
+
+def test_every_result_listed_with_its_caption(page):
+    got = page.evaluate("categories")
+    assert got == {c: {s: sorted(f"results/demo/{n}" for n in files) for s, files in subs.items()}
+                   for c, subs in EXPECTED.items()}
+    captions = page.evaluate("Object.fromEntries(Object.entries(results).map(([p, r]) => [p, r.caption]))")
+    for path, caption in captions.items():
+        assert len(caption) > 60 and "{{" not in caption and "{%" not in caption, (path, caption)
+    # captions are templates: they name their own round, video and the configured shares
+    assert "round 2" in captions["results/demo/report/round-2/losses.png"].lower()
+    assert "25.0 %" in captions["results/demo/report/round-1/scores.png"]
+    assert "10.0 %" in captions["results/demo/report/round-1/scores.png"]
+    assert "style-mixing-fine.mp4" in captions["results/demo/report/videos/style-mixing-fine.html"]
+    assert "Truncation" in captions["results/demo/figures/truncation.png"]
+    assert page.errors == []
+
+
+def test_images_show_with_their_own_pixels(page, report, shots):
+    _, res = report
+    uris = page.evaluate("Object.fromEntries(Object.entries(results).map(([p, r]) => [p, r.data_uri]))")
+    for category, sub, path in _results():
+        if not path.endswith(".png"):
+            continue
+        side_bar = page.evaluate(f"ui.show({category!r}, {sub!r}, {path!r})")
+        assert "Description" in side_bar, side_bar  # the caption is on screen
+        rect = page.evaluate(f"ui.image({uris[path]!r})")
+        assert rect is not None, f"{path} did not render"
+        file = np.asarray(Image.open(res.parent.parent / path).convert("RGB"), dtype=float)
+        assert rect["natural"] == [file.shape[1], file.shape[0]]
+        assert (rect["width"], rect["height"]) == (file.shape[1], file.shape[0]), f"{path} shown scaled"
+        shown = _clip(page, {k: rect[k] for k in ("x", "y", "width", "height")})
+        assert shown.shape == file.shape and np.abs(shown - file).mean() < 2.0, path
+        _shot(page, shots / f"{category[:1]}-{path.split('/', 2)[2].replace('/', '_')}")
+    page.pump(0.3)
+    assert page.errors == []
+
+
+def test_pages_show_the_funnel_and_play_the_videos(page, report, shots):
+    _, res = report
+    page.evaluate("ui.show('1. Data', 'Funnel', 'results/demo/report/funnel.html')")
+    table = page.frame_evaluate(
+        "[...document.querySelectorAll('tr.stage td:first-child')].map(td => td.textContent)")
+    stages = [r["stage"] for r in read_tsv(res / "report/funnel.tsv") if not r["dropped_reason"]]
+    assert table == stages and "final" in stages
+    _shot(page, shots / "1-funnel.png")
+    for video in VIDEOS:
+        page.evaluate(f"ui.show('6. Videos', 'Other', 'results/demo/report/videos/{video}.html')")
+        probe = page.frame_evaluate(VIDEO_PROBE)
+        reader = imageio_ffmpeg.read_frames(str(res / f"videos/{video}.mp4"))
+        meta, first = next(reader), next(reader)
+        reader.close()
+        assert probe["error"] is None and probe["ready"] >= 2 and probe["played"], (video, probe)
+        assert probe["size"] == list(meta["size"]), video
+        frame = np.frombuffer(first, np.uint8).reshape(meta["size"][1], meta["size"][0], 3)
+        origin = page.evaluate("ui.frameRect()")
+        rect = {**probe["rect"], "x": probe["rect"]["x"] + origin["x"], "y": probe["rect"]["y"] + origin["y"]}
+        shown = _clip(page, rect)
+        expected = np.asarray(Image.fromarray(frame).resize((shown.shape[1], shown.shape[0]), Image.NEAREST), float)
+        assert np.abs(shown - expected).mean() < 12.0, video  # H.264 colour conversion differs a little
+        _shot(page, shots / f"6-{video}.png")
+    page.pump(0.3)
+    assert page.errors == []
+

@@ -186,10 +186,11 @@ class Browser:
                 if found:
                     ctx, session = max(found)
                     try:
-                        if self.evaluate("document.readyState", session or self.session, ctx) == "complete":
-                            return self.evaluate(expression, session or self.session, ctx)
+                        loaded = self.evaluate("document.readyState", session or self.session, ctx) == "complete"
                     except AssertionError:  # the context went away under us: look again
-                        pass
+                        loaded = False
+                    if loaded:
+                        return self.evaluate(expression, session or self.session, ctx)
             self.pump(0.1)
         raise AssertionError(f"no loaded child frame within {seconds:.0f} s")
 

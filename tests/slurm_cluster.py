@@ -7,8 +7,8 @@ clusters (or a real one) on the same machine do not meet. Why slurmdbd and Maria
 snakemake-executor-plugin-slurm learns that a job ended from `sacct`, which needs accounting
 storage; with accounting_storage/none a run never sees its jobs finish.
 
-Run by hand: `python tests/slurm_cluster.py DIR` starts a cluster in DIR and prints the
-SLURM_CONF to export; Ctrl-C stops it.
+Run by hand: `python tests/slurm_cluster.py DIR` starts a cluster in DIR and prints what to
+export to use it (sbatch, sinfo, snakemake --profile profiles/slurm); Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 PACKAGES = ["slurm-wlm", "slurmdbd", "munge", "mariadb-server"]
 SBIN = ["/usr/sbin", "/sbin"]
 NEEDED = ["slurmctld", "slurmd", "slurmdbd", "sbatch", "srun", "sacct", "scontrol", "sinfo", "squeue",
-          "scancel", "sacctmgr", "munged", "mungekey", "mariadbd", "mariadb-install-db", "mariadb"]
+          "scancel", "sacctmgr", "munge", "munged", "mungekey", "mariadbd", "mariadb-install-db", "mariadb"]
 CLUSTER = "ganflowtest"
 
 
@@ -49,9 +49,8 @@ def install(timeout: float = 600) -> None:
         return
     if os.geteuid() != 0 or _which("apt-get") is None:
         raise ClusterError(
-            f"the SLURM test needs {', '.join(missing)}, which are not installed, and can only install "
-            f"them as root with apt-get: run it as root on Debian/Ubuntu, or install "
-            f"{' '.join(PACKAGES)} first")
+            f"{', '.join(missing)} missing, and only root with apt-get can install them here: run the "
+            f"SLURM test as root on Debian/Ubuntu, or install {' '.join(PACKAGES)} first")
     policy = Path("/usr/sbin/policy-rc.d")
     own_policy = not policy.exists()
     if own_policy:
@@ -136,14 +135,13 @@ class Cluster:
         except subprocess.TimeoutExpired:
             return False
 
-    def _start(self, name: str, *cmd: str) -> Path:
+    def _start(self, name: str, *cmd: str) -> None:
         log = self.root / "log" / f"{name}.log"
         with open(log, "ab") as out:
             proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
                                     preexec_fn=_die_with_parent)
         self._procs.append((name, proc, log))
-        return log
 
     def _alive(self, name: str) -> None:
         for n, proc, log in self._procs:
@@ -153,6 +151,8 @@ class Cluster:
 
     def start(self, timeout: float = 60) -> None:
         """Start munged, MariaDB, slurmdbd, slurmctld and slurmd, each waited for at most `timeout` s."""
+        if os.geteuid() != 0:
+            raise ClusterError("a SLURM node (slurmd) runs as root: run the SLURM test as root")
         for sub in ("etc", "log", "munge", "db", "state", "spool", "run", "dev", "bin"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         r = self.root
@@ -251,7 +251,7 @@ class Cluster:
             try:
                 _wait("scancel", lambda: not self.run(_which("squeue"), "-h").strip(), timeout)
             except ClusterError:
-                pass  # stopping slurmd below ends what is left
+                pass  # a job still running after that ends by itself; the daemons go regardless
         while self._procs:
             _, proc, _ = self._procs.pop()
             if proc.poll() is None:
@@ -277,10 +277,13 @@ class Cluster:
 if __name__ == "__main__":
     import sys
 
+    def _stop(signum, frame):
+        raise SystemExit(0)
+
     install()
     with Cluster(Path(sys.argv[1]).resolve()) as cluster:
-        print(f"export SLURM_CONF={cluster.conf}   # Ctrl-C stops the cluster", flush=True)
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            pass
+        print(f"export SLURM_CONF={cluster.conf} PATH={cluster.root / 'bin'}:$PATH   # Ctrl-C stops the cluster",
+              flush=True)
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        signal.pause()

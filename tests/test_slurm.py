@@ -2,19 +2,21 @@
 
 The cluster (tests/slurm_cluster.py) is Debian's slurm-wlm with slurmdbd and MariaDB, installed
 here when missing (root + apt-get; otherwise the test fails and says so). Its node advertises
-2 CPUs, 4 GB and two GPUs as a bare GRES count, so the profile's GPU requests (--gres=gpu:1)
-are scheduled and accounted exactly as on a real cluster, with no GPU needed.
+2 CPUs, 4 GB and two stand-in GPUs (GRES backed by empty files), so the profile's GPU requests
+(--gres=gpu:1) are scheduled and accounted exactly as on a real cluster, with no GPU needed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from slurm_cluster import Cluster, ClusterError, install
 from conftest import TRAIN, VIDEOS
+from slurm_cluster import Cluster, ClusterError, install
 from workflow import REPO, jobs_planned, snakemake, tiny_config
 
 pytestmark = pytest.mark.slurm
@@ -24,22 +26,24 @@ GPU_RULES = {"train", "rank", "samples", "figure", "walk_video"}
 
 
 def fit_profile(profile: dict, cpus: int, mem_mb: int) -> dict:
-    """The real profile shrunk to the test node: no job asks for more CPUs or memory than it has.
+    """The real profile shrunk to half the test node per job, so that two jobs run side by side.
 
     Everything else (executor, GPU requests, per-rule settings) stays as users get it; status
     checks come sooner and failures are not retried, so that a broken run fails fast.
     """
-    per_job = mem_mb // cpus  # two one-CPU jobs fit side by side
+    threads, mem = max(1, cpus // 2), mem_mb // 2
     fitted = dict(profile, retries=0, **{"slurm-init-seconds-before-status-checks": 1})
-    fitted["set-threads"] = {rule: min(n, cpus) for rule, n in profile["set-threads"].items()}
-    fitted["default-resources"] = dict(profile["default-resources"], mem_mb=per_job)
-    fitted["set-resources"] = {rule: dict(res, mem_mb=min(res.get("mem_mb", per_job), per_job))
+    fitted["set-threads"] = {rule: min(n, threads) for rule, n in profile["set-threads"].items()}
+    fitted["default-resources"] = dict(profile["default-resources"], mem_mb=mem)
+    fitted["set-resources"] = {rule: dict(res, mem_mb=min(res.get("mem_mb", mem), mem))
                                for rule, res in profile["set-resources"].items()}
     return fitted
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.fail("snakemake-executor-plugin-slurm is not installed: pip install -e '.[test,slurm]'")
     try:
         install()
     except ClusterError as err:
@@ -53,13 +57,13 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory, cascade_path):
-    """The whole tiny chain (two rounds) through profiles/slurm; sacct's row for each job."""
+    """The whole tiny chain (two rounds) through profiles/slurm, and sacct's row for each job."""
     wd = tmp_path_factory.mktemp("dag")
-    tiny_config(wd, cascade_path, rounds=2, train=TRAIN, videos=VIDEOS,
-                **{"samples.seeds": "0-3", "tfrecords.shards": 2})
-    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    config = yaml.safe_load(tiny_config(wd, cascade_path, rounds=2, train=TRAIN, videos=VIDEOS,
+                                        **{"samples.seeds": "0-3", "tfrecords.shards": 2}).read_text())
+    profile = fit_profile(yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text()), CPUS, MEM_MB)
     (wd / "profile").mkdir()
-    (wd / "profile/config.yaml").write_text(yaml.safe_dump(fit_profile(profile, CPUS, MEM_MB)))
+    (wd / "profile/config.yaml").write_text(yaml.safe_dump(profile))
     planned = jobs_planned(wd)
     snakemake(wd, "--profile", str(wd / "profile"))
     out = cluster.run("sacct", "--allusers", "--allocations", "--parsable2", "--noheader",
@@ -68,30 +72,30 @@ def slurm_run(cluster, tmp_path_factory, cascade_path):
             for line in out.splitlines()]
     for job in jobs:  # the plugin's comment: rule_<rule>[_wildcards_<values>]
         job["rule"] = job["comment"].removeprefix("rule_").split("_wildcards_")[0]
-    return wd, planned, jobs, fit_profile(profile, CPUS, MEM_MB)
+    return SimpleNamespace(wd=wd, config=config, profile=profile, planned=planned, jobs=jobs)
 
 
 def test_every_job_went_through_sbatch(slurm_run):
-    wd, planned, jobs, _ = slurm_run
-    submitted = {rule: n for rule, n in planned.items() if rule != "all"}  # the target runs locally
+    submitted = {rule: n for rule, n in slurm_run.planned.items() if rule != "all"}  # the target runs here
     assert len(submitted) > 10 and submitted.keys() >= GPU_RULES | {"faces", "images", "dataset"}
-    assert Counter(job["rule"] for job in jobs) == submitted
-    assert {job["state"] for job in jobs} == {"COMPLETED"}
-    assert (wd / "results/demo/samples/grid.png").stat().st_size > 0
-    assert (wd / "results/demo/videos/interpolation-grid.mp4").stat().st_size > 0
+    assert Counter(job["rule"] for job in slurm_run.jobs) == submitted
+    assert {job["state"] for job in slurm_run.jobs} == {"COMPLETED"}
+    results = slurm_run.wd / "results/demo"
+    assert (results / "samples/grid.png").stat().st_size > 0
+    assert (results / "videos/interpolation-grid.mp4").stat().st_size > 0
 
 
 def test_jobs_got_the_profiles_resources(slurm_run):
-    _, _, jobs, profile = slurm_run
-    for job in jobs:
+    profile, images_threads = slurm_run.profile, slurm_run.config["images"]["threads"]
+    assert profile["set-resources"].keys() | profile["set-threads"].keys() <= slurm_run.planned.keys()  # no stale names
+    for job in slurm_run.jobs:
         rule = job["rule"]
-        wants = profile["set-resources"].get(rule, {})
-        assert job["mem"] == f"{wants.get('mem_mb', profile['default-resources']['mem_mb'])}M", rule
+        mem_mb = profile["set-resources"].get(rule, {}).get("mem_mb", profile["default-resources"]["mem_mb"])
+        assert job["mem"] == f"{mem_mb}M", rule
         assert ("gres/gpu=1" in job["tres"]) == (rule in GPU_RULES), (rule, job["tres"])
-        if rule in profile["set-threads"]:
-            assert int(job["cpus"]) == profile["set-threads"][rule], rule
+        threads = profile["set-threads"].get(rule, images_threads if rule == "images" else 1)
+        assert int(job["cpus"]) == threads, rule
 
 
 def test_nothing_left_to_do(slurm_run):
-    wd = slurm_run[0]
-    assert jobs_planned(wd) == {}
+    assert jobs_planned(slurm_run.wd) == {}

@@ -22,7 +22,7 @@ sysdeps:
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,slurm]"
 	touch $@
 
 # The demo uses the bundled cascade copy when there is one (no internet needed); otherwise

@@ -8,6 +8,11 @@ DOWNLOADED_CASCADE = "resources/lbpcascade_animeface.xml"
 CASCADE = config["faces"]["cascade"] or DOWNLOADED_CASCADE
 
 
+# The download runs where Snakemake runs, not on a compute node (often without internet).
+localrules:
+    cascade,
+
+
 rule cascade:
     output:
         DOWNLOADED_CASCADE,

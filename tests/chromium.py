@@ -62,11 +62,13 @@ class Browser:
         exe = chromium_exe()
         self._log = profile_dir / "chromium-stderr.log"
         profile_dir.mkdir(parents=True, exist_ok=True)
+        stderr = self._log.open("wb")
         self.proc = subprocess.Popen(
             [exe, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile_dir}",
              f"--window-size={width},{height}", "about:blank"],
             preexec_fn=lambda: (os.dup2(to_child_r, 3), os.dup2(from_child_w, 4)),  # the protocol's fds
-            close_fds=False, stdout=subprocess.DEVNULL, stderr=self._log.open("wb"))
+            close_fds=False, stdout=subprocess.DEVNULL, stderr=stderr)
+        stderr.close()
         os.close(to_child_r)
         os.close(from_child_w)
         self._out, self._in = to_child_w, from_child_r
@@ -175,8 +177,9 @@ class Browser:
         return result["result"].get("value")
 
     def frame_evaluate(self, expression: str, seconds: float = 15.0) -> Any:
-        """evaluate() in the page's last child frame (an iframe the page shows) once it has
-        loaded; the frame may live in this process or in another one."""
+        """evaluate() in the page's last child frame (an iframe the page shows) once its own
+        document has loaded (not the about:blank it starts with); the frame may live in this
+        process or in another one."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             children = self.send("Page.getFrameTree", session=self.session)["frameTree"].get("childFrames", [])
@@ -186,7 +189,8 @@ class Browser:
                 if found:
                     ctx, session = max(found)
                     try:
-                        loaded = self.evaluate("document.readyState", session or self.session, ctx) == "complete"
+                        loaded = self.evaluate("document.readyState == 'complete' && location.href != 'about:blank'",
+                                               session or self.session, ctx)
                     except AssertionError:  # the context went away under us: look again
                         loaded = False
                     if loaded:

@@ -6,8 +6,6 @@ view (caption beside the result) go to the test's tmp dir and to results/report-
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 import shutil
 
@@ -17,9 +15,8 @@ import pytest
 from PIL import Image
 
 from chromium import Browser
-from conftest import REPO
 from ganflow.tables import read_tsv
-from workflow import snakemake
+from workflow import REPO, snakemake
 
 CONTACT = ["duplicates", "faces", "images", "rejected"]
 FIGURES = ["noise_components", "noise_detail", "style_mixing", "truncation", "uncurated"]
@@ -140,11 +137,17 @@ def _results():
                 yield category, sub, f"results/demo/{name}"
 
 
-def _difference(browser: Browser, rect: dict, expected: np.ndarray) -> float:
+def _shot(browser: Browser, path) -> np.ndarray:
+    """Save a screenshot of the window, which must show something (not one flat colour)."""
+    screen = np.asarray(Image.open(browser.screenshot(path)).convert("RGB"))
+    colours = np.unique(screen.reshape(-1, 3).astype(np.int32) @ np.array([65536, 256, 1]))
+    assert screen.std() > 20 and len(colours) > 50, f"{path} looks blank"
+    return screen.astype(float)
+
+
+def _difference(screen: np.ndarray, rect: dict, expected: np.ndarray) -> float:
     """Mean absolute difference between `expected` (HxWx3) and the screen at `rect`; the
     element may sit at a fractional position, so the best of the nearby whole-pixel crops."""
-    data = browser.send("Page.captureScreenshot", {"format": "png"}, session=browser.session)["data"]
-    screen = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"), dtype=float)
     h, w = expected.shape[:2]
     best = np.inf
     for y in {math.floor(rect["y"]), math.ceil(rect["y"])}:
@@ -155,10 +158,19 @@ def _difference(browser: Browser, rect: dict, expected: np.ndarray) -> float:
     return best
 
 
-def _shot(browser: Browser, path) -> None:
-    """A screenshot of the whole window, which must show something (not one flat colour)."""
-    pixels = np.asarray(Image.open(browser.screenshot(path)).convert("RGB"))
-    assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, f"{path} looks blank"
+def test_console_errors_are_caught(tmp_path):
+    """The check below is only worth something if errors of the page and its frames reach it."""
+    frame = "data:text/html,<script>console.error('in a frame')</script>"
+    (tmp_path / "bad.html").write_text(f"""<!doctype html><title>bad</title><script>console.error("logged");
+        setTimeout(() => {{ throw new Error("thrown later"); }}, 10);</script><iframe src="{frame}"></iframe>""")
+    b = Browser(tmp_path / "profile")
+    try:
+        b.open((tmp_path / "bad.html").as_uri())
+        b.pump(0.5)
+    finally:
+        b.close()
+    assert any("logged" in e for e in b.errors) and any("thrown later" in e for e in b.errors)
+    assert any("in a frame" in e for e in b.errors)
 
 
 def test_every_result_listed_with_its_caption(page):
@@ -190,8 +202,8 @@ def test_images_show_with_their_own_pixels(page, report, shots):
         file = np.asarray(Image.open(res.parent.parent / path).convert("RGB"), dtype=float)
         assert rect["natural"] == [file.shape[1], file.shape[0]]
         assert (rect["width"], rect["height"]) == (file.shape[1], file.shape[0]), f"{path} shown scaled"
-        assert _difference(page, rect, file) < 2.0, f"{path} is not on screen as in the file"
-        _shot(page, shots / f"{category[:1]}-{path.split('/', 2)[2].replace('/', '_')}")
+        screen = _shot(page, shots / f"{category[:1]}-{path.split('/', 2)[2].replace('/', '_')}")
+        assert _difference(screen, rect, file) < 2.0, f"{path} is not on screen as in the file"
     page.pump(0.3)
     assert page.errors == []
 
@@ -217,9 +229,8 @@ def test_pages_show_the_funnel_and_play_the_videos(page, report, shots):
         rect = {**probe["rect"], "x": probe["rect"]["x"] + origin["x"], "y": probe["rect"]["y"] + origin["y"]}
         size = (round(rect["width"]), round(rect["height"]))
         expected = np.asarray(Image.fromarray(frame).resize(size, Image.NEAREST), float)
-        difference = _difference(page, rect, expected)
+        difference = _difference(_shot(page, shots / f"6-{video}.png"), rect, expected)
         assert difference < 6.0, (video, difference)  # browsers convert YUV to RGB a little differently
-        _shot(page, shots / f"6-{video}.png")
     page.pump(0.3)
     assert page.errors == []
 

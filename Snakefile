@@ -1,6 +1,7 @@
 # ganflow: from a raw illustration archive to a trained StyleGAN2 and its media.
 # `snakemake --cores N` builds everything in config/config.yaml; `snakemake <path>`
-# builds one artifact. Stages live in rules/, logic in the ganflow package.
+# builds one artifact. Stages live in rules/ (one file each), logic in the ganflow package.
+import os
 
 from ganflow.config import ConfigError, validate as _validate
 
@@ -16,20 +17,33 @@ try:
 except ConfigError as _err:
     raise WorkflowError(str(_err)) from None
 
+# Jobs import the library from this checkout, in whatever environment runs them
+# (a venv, --software-deployment-method conda, a cluster node).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+)
+
+
+envvars:
+    "PYTHONPATH",
+
 
 include: "rules/common.smk"
 include: "rules/demo.smk"
-include: "rules/select.smk"
+include: "rules/ids.smk"
 include: "rules/faces.smk"
 include: "rules/clean.smk"
+include: "rules/dedupe.smk"
 include: "rules/images.smk"
+include: "rules/funnel.smk"
 include: "rules/dataset.smk"
 include: "rules/train.smk"
 include: "rules/rank.smk"
-include: "rules/sample.smk"
-include: "rules/video.smk"
+include: "rules/keep.smk"
+include: "rules/samples.smk"
+include: "rules/figures.smk"
+include: "rules/videos.smk"
 include: "rules/report.smk"
-include: "rules/plots.smk"
 
 
 wildcard_constraints:
@@ -39,20 +53,10 @@ wildcard_constraints:
 
 rule all:
     input:
-        f"{R}/report/funnel.tsv",
-        expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES),
-        # every round trains; each round but the last is ranked for the next one
-        expand(f"{R}/round-{{r}}/train/generator", r=range(1, config["rounds"] + 1)),
-        expand(f"{R}/round-{{r}}/keep.tsv", r=range(2, config["rounds"] + 1)),
-        f"{R}/samples/grid.png",
-        expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES),
-        expand(f"{R}/videos/{{video}}.mp4", video=VIDEOS),
-        REPORT_PAGES,
+        get_final_output(),
 
 
 rule data:
     """Only the data stages: final images, the funnel and contact sheets."""
     input:
-        expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
-        f"{R}/report/funnel.tsv",
-        expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES),
+        data_targets(),

@@ -24,7 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ganflow.training import TrainConfig, Trainer  # noqa: E402
+from ganflow.train_config import TrainConfig  # noqa: E402
+from ganflow.trainer import Trainer  # noqa: E402
 
 # The demo config the workflow ships for CPU: 32px, narrow, trains in minutes.
 CONFIGS = {

@@ -64,7 +64,7 @@ def bench_model(name: str, frames: int | None, batch: int, grid: tuple[int, int]
 
     @tf.function
     def synthesise(z: tf.Tensor) -> tf.Tensor:
-        return G.synthesis(G.mapping(z, truncation_psi=0.7), noise_mode="const")
+        return G.synthesis(G.mapping(z, psi=0.7), noise_mode="const")
 
     walk = videos.LatentWalk(frames, (cells, G.z_dim), fps, seed=0)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import imagehash
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from .imaging import ImageRejected, load_srgb, to_array
+from .runlog import progress
 from .tables import read_tsv, write_tsv
 
 CLEAN_COLUMNS = ["crop", "id", "source", "path", "box", "width", "height",
@@ -58,7 +58,7 @@ def make_clean(faces_tsv: Path, out_tsv: Path, params: CleanParams) -> dict:
     """Judge every crop of one shard; crops the faces stage already rejected are not repeated."""
     rows = []
     counts: dict[str, int] = {}
-    for item in tqdm(read_tsv(faces_tsv), desc=f"clean {Path(faces_tsv).stem}", unit="crop", leave=False):
+    for item in progress(read_tsv(faces_tsv), desc=f"clean {Path(faces_tsv).stem}", unit="crop", leave=False):
         if item["status"] != "face":
             continue
         row = {k: item[k] for k in ("crop", "id", "source", "path", "box")}

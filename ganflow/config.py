@@ -32,7 +32,19 @@ def validate(config: dict, schema_path: str | Path) -> dict:
             raise ConfigError(f"config key {where}{unknown[0]} is not known; "
                               f"allowed there: {', '.join(known)} (see {schema_path})")
         raise ConfigError(f"config key {key}: {err.message} (see {schema_path})")
-    return _with_defaults(copy.deepcopy(config), schema)
+    return _training_resolution(_with_defaults(copy.deepcopy(config), schema))
+
+
+def _training_resolution(config: dict) -> dict:
+    """Default train.resolution to the images' (a power of two at most), and refuse a model
+    larger than its data now, not after every data stage has run."""
+    images = config["images"]["resolution"]
+    train = config.setdefault("train", {})
+    train.setdefault("resolution", 1 << (images.bit_length() - 1))
+    if train["resolution"] > images:
+        raise ConfigError(f"config key train.resolution: {train['resolution']} is larger than "
+                          f"images.resolution {images}; lower it or raise images.resolution")
+    return config
 
 
 def _with_defaults(value, schema: dict):

@@ -29,10 +29,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageCms
-from tqdm import tqdm
 
 from .imaging import ImageRejected, decode_srgb, sha256_file
-from .runlog import SetupError
+from .runlog import SetupError, progress
 from .tables import atomic_open, atomic_path, read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,7 @@ def pack(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
     bounds = np.linspace(0, len(rows), n + 1).astype(int)
     loaded = _ordered(lambda row: _try_load(row, resolution), rows, workers=min(4, os.cpu_count() or 1))
     tally = _Tally(skipped=skipped)
-    with tqdm(total=len(rows), desc=f"pack {out_dir}", unit="img", disable=None) as bar:
+    with progress(total=len(rows), desc=f"pack {out_dir}", unit="img") as bar:
         shard_meta = [_write_shard(out_dir / f"data-{i:03d}-of-{n:03d}.tfrecord",
                                    islice(loaded, int(bounds[i + 1] - bounds[i])), tally, bar, verbose)
                       for i in range(n)]
@@ -302,7 +301,7 @@ class _Tally:
     record_bytes: int = 0
 
 
-def _write_shard(path: Path, loaded: Iterable, tally: _Tally, bar: tqdm, verbose: bool) -> dict:
+def _write_shard(path: Path, loaded: Iterable, tally: _Tally, bar: progress, verbose: bool) -> dict:
     """Write one shard under a temporary name, renamed onto `path` only once complete."""
     count = 0
     with atomic_path(path) as tmp:

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from .runlog import SetupError
+from .runlog import SetupError, progress
 from .imaging import ImageRejected, load_srgb, sha256_file, to_array
 from .tables import atomic_path, read_tsv, remove_stale, write_if_changed, write_tsv
 
@@ -119,7 +118,7 @@ def make_faces(ids_tsv: Path, out_dir: Path, out_tsv: Path, params: FaceParams,
     rows: list[dict] = []
     counts = {"images": 0, "with_face": 0, "crops": 0}
     written: set[str] = set()
-    for item in tqdm(read_tsv(ids_tsv), desc=f"faces {Path(ids_tsv).stem}", unit="img", leave=False):
+    for item in progress(read_tsv(ids_tsv), desc=f"faces {Path(ids_tsv).stem}", unit="img", leave=False):
         counts["images"] += 1
         base = {"id": item["id"], "source": item["path"]}
         if not params.enabled:  # already-cropped data: the whole image is the crop

@@ -23,12 +23,11 @@ from PIL import Image
 
 from . import networks
 from .runlog import SetupError
-from .samples import (latents, map_latents, parse_seeds, random_noise, render, save_png, seed_noise,
+from .samples import (DEFAULT_PSI, latents, map_latents, parse_seeds, random_noise, render, save_png, seed_noise,
                       synthesize_batches, tile)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PSI = 0.7
 TRUNCATION_PSIS = (1.0, 0.7, 0.5, 0.25, 0.0, -0.25, -0.5, -1.0)
 GROUPS = ("coarse", "middle", "fine")
 WHITE = 255

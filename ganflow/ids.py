@@ -68,7 +68,7 @@ class TagFilter:
 
 @dataclass
 class Selection:
-    """The result of a select run: kept rows per shard, rejection rows, counts."""
+    """The result of the ids stage: kept rows per shard, rejection rows, counts."""
 
     rows: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
@@ -235,7 +235,7 @@ def select_folder(root: Path, tag_filter: TagFilter) -> Selection:
 
 def source_listing(root: str | Path, kind: str) -> str:
     """Digest of which files the source holds (names only, no reads): adding or removing
-    files changes it and reruns select; editing one does not (the faces stage sees that)."""
+    files changes it and reruns the ids stage; editing one does not (the faces stage sees that)."""
     root = Path(root)
     top = root / "original" if kind == "danbooru" else root
     h = hashlib.sha256()

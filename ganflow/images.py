@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from .imaging import ImageRejected, load_srgb
-from .runlog import SetupError
+from .runlog import SetupError, progress
 from .tables import read_tsv, remove_stale, write_if_changed, write_tsv
 
 log = logging.getLogger(__name__)
@@ -210,7 +209,7 @@ def make_images(clean_tsv: str | os.PathLike, dedupe_tsv: str | os.PathLike, out
     rows: list[dict] = []
     rejected: list[dict] = []
     duplicates = 0
-    for item in tqdm(read_tsv(clean_tsv), desc=f"images {Path(clean_tsv).stem}", unit="img", leave=False):
+    for item in progress(read_tsv(clean_tsv), desc=f"images {Path(clean_tsv).stem}", unit="img", leave=False):
         if item["verdict"] != "kept":
             continue
         crop = item["crop"]

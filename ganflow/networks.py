@@ -228,9 +228,9 @@ def num_ws_for(resolution: int) -> int:
 
 
 def ws_resolutions(resolution: int) -> list[int]:
-    """Resolution driven by each w index: index 0 is the 4x4 conv, then two convs per
-    block (2b-1, 2b at 4*2^b pixels); toRGB of block b shares index 2b+1 with the next
-    block's first conv, and the final toRGB has the last index at full resolution."""
+    """Resolution driven by each w index: one w per conv, coarse to fine (one in the 4x4
+    block, two in each later one); a block's toRGB shares its w with the next block's
+    first conv, so the final toRGB adds the last index, at full resolution."""
     n = num_ws_for(resolution)
     return [4] + [min(4 * 2 ** ((i + 1) // 2), resolution) for i in range(1, n)]
 
@@ -270,43 +270,84 @@ class Mapping(keras.layers.Layer):
         self.num_ws = num_ws
         self.built = True
 
-    def call(self, z: tf.Tensor, truncation_psi: float | tf.Tensor = 1.0,
-             truncation_cutoff: int | None = None) -> tf.Tensor:
+    def call(self, z: tf.Tensor, psi: float | tf.Tensor = 1.0, cutoff: int | None = None) -> tf.Tensor:
+        """ws for latents z; psi < 1 pulls the first `cutoff` (default all) towards w_avg."""
         # Normalising z puts every latent on the same sphere, whatever its sampled norm.
         x = z * tf.math.rsqrt(tf.reduce_mean(tf.square(z), axis=1, keepdims=True) + 1e-8)
         for fc in self.fcs:
             x = fc(x)
         ws = tf.tile(x[:, None, :], [1, self.num_ws, 1])
-        if isinstance(truncation_psi, (int, float)) and truncation_psi == 1:
+        if isinstance(psi, (int, float)) and psi == 1:
             return ws
-        cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
+        cutoff = self.num_ws if cutoff is None else cutoff
         mask = tf.reshape(tf.range(self.num_ws) < cutoff, [1, self.num_ws, 1])
-        truncated = self.w_avg + (ws - self.w_avg) * tf.cast(truncation_psi, ws.dtype)
+        truncated = self.w_avg + (ws - self.w_avg) * tf.cast(psi, ws.dtype)
         return tf.where(mask, truncated, ws)
 
 
+class SynthesisBlock(keras.layers.Layer):
+    """One resolution of the synthesis network: conv0 doubles the resolution (the 4x4
+    block starts from the learned constant instead), conv1 keeps it, and toRGB adds this
+    resolution's colours to the upsampled image of the blocks before (the skip generator).
+
+    The block takes its own slice of ws: one w per conv, then toRGB's, which is also the
+    first w of the next block (the paper's two styles per resolution).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
+                 conv_dtype: str = "float32", **kwargs) -> None:
+        super().__init__(**kwargs)
+        cd = conv_dtype
+        # Created in this order (const or conv0, conv1, toRGB) so that a seed gives the
+        # same initial weights as it did before blocks existed.
+        if resolution == 4:
+            self.const = self.add_weight(shape=(1, 4, 4, out_channels), initializer=_normal(1.0), name="const")
+            self.conv0 = None
+        else:
+            self.const = None
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True, conv_dtype=cd,
+                                        name="conv0")
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_dtype=cd, name="conv1")
+        self.torgb = ToRGB(out_channels, w_dim, conv_dtype=cd, name="torgb")
+        self.convs = [c for c in (self.conv0, self.conv1) if c is not None]
+        self.num_conv = len(self.convs)
+        self.resolution = resolution
+        self.built = True
+
+    def call(self, ws: tf.Tensor, x: tf.Tensor | None = None, img: tf.Tensor | None = None,
+             noise_mode: str = "random", noise: Sequence[tf.Tensor | None] | None = None
+             ) -> tuple[tf.Tensor, tf.Tensor]:
+        """ws [N, num_conv + 1, w_dim]; noise one per conv or None. Returns (features, image)."""
+        noise = list(noise) if noise is not None else [None] * self.num_conv
+        if self.conv0 is None:
+            x = tf.tile(self.const, [tf.shape(ws)[0], 1, 1, 1])
+        for i, conv in enumerate(self.convs):
+            x = conv(x, ws[:, i], noise_mode=noise_mode, noise=noise[i])
+        if img is None:
+            return x, self.torgb(x, ws[:, self.num_conv])
+        size = tf.shape(img)[1:3] * 2
+        return x, tf.image.resize(img, size, "bilinear") + self.torgb(x, ws[:, self.num_conv])
+
+
 class Synthesis(keras.layers.Layer):
-    """Learned 4x4 constant -> modulated convs -> skip-connected toRGB outputs."""
+    """Learned 4x4 constant -> one SynthesisBlock per resolution -> skip-connected RGB."""
 
     def __init__(self, resolution: int, w_dim: int, channel_base: int, channel_max: int,
                  conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
         r = _log2_resolution(resolution)
         ch = [channels_at(2 ** i, channel_base, channel_max) for i in range(r + 1)]
-        cd = conv_dtype
-        self.const = self.add_weight(shape=(1, 4, 4, ch[2]), initializer=_normal(1.0), name="const")
-        self.convs: list[SynthesisLayer] = [SynthesisLayer(ch[2], ch[2], w_dim, 4, conv_dtype=cd, name="conv_4")]
-        self.torgbs: list[ToRGB] = [ToRGB(ch[2], w_dim, conv_dtype=cd, name="torgb_4")]
-        for i in range(3, r + 1):
-            res = 2 ** i
-            self.convs.append(SynthesisLayer(ch[i - 1], ch[i], w_dim, res, up=True, conv_dtype=cd,
-                                             name=f"conv_{res}_up"))
-            self.convs.append(SynthesisLayer(ch[i], ch[i], w_dim, res, conv_dtype=cd, name=f"conv_{res}"))
-            self.torgbs.append(ToRGB(ch[i], w_dim, conv_dtype=cd, name=f"torgb_{res}"))
-        _track(self, self.convs + self.torgbs)
+        self.blocks: list[SynthesisBlock] = _track(self, [
+            SynthesisBlock(ch[max(i - 1, 2)], ch[i], w_dim, 2 ** i, conv_dtype, name=f"block_{2 ** i}")
+            for i in range(2, r + 1)])
         self.resolution = resolution
         self.num_ws = num_ws_for(resolution)
         self.built = True
+
+    @property
+    def convs(self) -> list[SynthesisLayer]:
+        """Every modulated 3x3 conv, coarse to fine: conv i takes w i and noise i."""
+        return [conv for block in self.blocks for conv in block.convs]
 
     @property
     def noise_shapes(self) -> list[tuple[int, int, int]]:
@@ -320,14 +361,12 @@ class Synthesis(keras.layers.Layer):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         noise = list(noise) if noise is not None else [None] * len(self.convs)
-        x = tf.tile(self.const, [tf.shape(ws)[0], 1, 1, 1])
-        x = self.convs[0](x, ws[:, 0], noise_mode=noise_mode, noise=noise[0])
-        img = self.torgbs[0](x, ws[:, 1])
-        for b in range(1, len(self.torgbs)):
-            x = self.convs[2 * b - 1](x, ws[:, 2 * b - 1], noise_mode=noise_mode, noise=noise[2 * b - 1])
-            x = self.convs[2 * b](x, ws[:, 2 * b], noise_mode=noise_mode, noise=noise[2 * b])
-            size = tf.shape(img)[1:3] * 2
-            img = tf.image.resize(img, size, "bilinear") + self.torgbs[b](x, ws[:, 2 * b + 1])
+        x = img = None
+        first = 0  # w (and noise) index of the block's first conv; its toRGB's w is the next block's first
+        for block in self.blocks:
+            n = block.num_conv
+            x, img = block(ws[:, first:first + n + 1], x, img, noise_mode=noise_mode, noise=noise[first:first + n])
+            first += n
         return img
 
 
@@ -354,7 +393,7 @@ class Generator(keras.layers.Layer):
 
     def call(self, z: tf.Tensor, psi: float = 1.0, cutoff: int | None = None,
              noise_mode: str = "random") -> tf.Tensor:
-        return self.synthesis(self.mapping(z, truncation_psi=psi, truncation_cutoff=cutoff),
+        return self.synthesis(self.mapping(z, psi=psi, cutoff=cutoff),
                               noise_mode=noise_mode)
 
 

@@ -1,4 +1,4 @@
-"""Discriminator ranking of real images, and the keep list of the next round.
+"""Discriminator ranking of real images (keep.py turns the ranking into the next round's list).
 
 A trained D scores how "real" each training image looks; the lowest scores are mostly
 bad crops, text, collages and the like, so dropping a small share and retraining cleans
@@ -20,28 +20,23 @@ import logging
 import math
 import os
 import sys
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from . import networks
-from .contact import contact_sheet
 from .dataset import iterate_images, read_meta
 from .images import fit_square
 from .imaging import ImageRejected, load_srgb, to_array
-from .runlog import SetupError, logged
+from .runlog import SetupError, logged, progress
 from .tables import read_tsv, write_tsv
-from .training import TrainSetupError, load_export
+from .weights import load_export
 
 log = logging.getLogger(__name__)
 
 RANK_COLUMNS = ["image", "path", "score", "rank", "reason", "detail"]
-KEEP_COLUMNS = ["image", "score"]
-SHEET_ITEMS = 64
 
 Scorer = Callable[[tf.Tensor], tf.Tensor]
 
@@ -60,7 +55,7 @@ def per_image(D: Scorer) -> Scorer:
 def _score(D: Scorer, batches: Iterable[tuple[list[str], np.ndarray]],
            total: int | None) -> Iterator[tuple[str, float]]:
     """(id, score) for uint8 NHWC batches, converted as training converts its reals."""
-    for ids, pixels in tqdm(batches, desc="rank", unit="batch", total=total, disable=None):
+    for ids, pixels in progress(batches, desc="rank", unit="batch", total=total):
         logits = D(tf.cast(tf.constant(pixels), tf.float32) / 127.5 - 1.0)
         yield from zip(ids, np.asarray(logits, np.float64).reshape(len(ids)).tolist())
 
@@ -138,56 +133,6 @@ def image_paths(manifests: Sequence[str | os.PathLike]) -> dict[str, str]:
     return {row["image"]: row["path"] for m in manifests for row in read_tsv(m)}
 
 
-def share_count(share: float, n: int) -> int:
-    """floor(share * n), computed on the decimal value written in the config (0.29 of
-    100 is 29, not the 28 that binary floating point gives)."""
-    return math.floor(Fraction(repr(float(share))) * n)
-
-
-def make_keep(rank_tsv: str | os.PathLike, out_keep_tsv: str | os.PathLike, *, drop_lowest: float,
-              drop_highest: float = 0.0, sheets_dir: str | os.PathLike, thumb: int = 64,
-              sheet_items: int = SHEET_ITEMS) -> dict:
-    """Keep all but the lowest floor(drop_lowest * n) and the highest floor(drop_highest * n)
-    of the n scored images; write keep.tsv (image, score in rank order) and the contact
-    sheets lowest.png / highest.png (the `sheet_items` lowest and highest, whether dropped
-    or not) so a person can see what the shares cut. Unscored rows are not kept."""
-    if not (0 <= drop_lowest < 1 and 0 <= drop_highest < 1 and drop_lowest + drop_highest < 1):
-        raise SetupError(f"rank shares drop_lowest={drop_lowest} and drop_highest={drop_highest} must each be "
-                         "in [0, 1) and sum to less than 1; lower them")
-    rows = read_tsv(rank_tsv)
-    if rows and "score" not in rows[0]:
-        raise SetupError(f"{rank_tsv} has no column 'score'; it is not a rank table, rerun the rank rule")
-    scored, unscored = [], []
-    for row in rows:
-        try:
-            score = float(row["score"])
-        except (TypeError, ValueError):
-            score = math.nan
-        if math.isfinite(score):
-            scored.append((score, row["image"], row))
-        else:
-            unscored.append(row)
-    scored.sort(key=lambda t: t[:2])
-    n = len(scored)
-    low, high = share_count(drop_lowest, n), share_count(drop_highest, n)
-    kept = scored[low:n - high]
-    write_tsv(out_keep_tsv, ({"image": image, "score": row["score"]} for _, image, row in kept), KEEP_COLUMNS)
-    sheets_dir = Path(sheets_dir)
-    contact_sheet([(t[2]["path"], f"{t[0]:.3g}") for t in scored[:sheet_items]], sheets_dir / "lowest.png",
-                  thumb=thumb, max_items=sheet_items,
-                  title=f"lowest of {n}: {low} dropped")
-    contact_sheet([(t[2]["path"], f"{t[0]:.3g}") for t in scored[::-1][:sheet_items]], sheets_dir / "highest.png",
-                  thumb=thumb, max_items=sheet_items,
-                  title=f"highest of {n}: {high} dropped")
-    summary = {"count": n, "kept": len(kept), "dropped_lowest": low, "dropped_highest": high,
-               "unscored": len(unscored)}
-    if unscored:
-        log.warning("%d rows of %s have no score (%s) and are not kept", len(unscored), rank_tsv,
-                    ", ".join(sorted({r.get("reason") or "no score" for r in unscored})))
-    log.info("keep %d of %d ranked images: dropped the lowest %d and the highest %d", len(kept), n, low, high)
-    return summary
-
-
 def rank_dataset(export_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
                  manifests: Sequence[str | os.PathLike], out_tsv: str | os.PathLike, *,
                  batch_size: int = 64) -> int:
@@ -220,13 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log", help="also log to this file")
     args = parser.parse_args(argv)
     with logged(args.log):
-        try:
-            if args.images:
-                n = rank_folder(args.run, args.images, args.out, batch_size=args.batch_size)
-            else:
-                n = rank_dataset(args.run, args.dataset, args.manifest, args.out, batch_size=args.batch_size)
-        except TrainSetupError as exc:
-            raise SetupError(str(exc)) from exc
+        if args.images:
+            n = rank_folder(args.run, args.images, args.out, batch_size=args.batch_size)
+        else:
+            n = rank_dataset(args.run, args.dataset, args.manifest, args.out, batch_size=args.batch_size)
         log.info("wrote %d rows to %s", n, args.out)
     return 0
 

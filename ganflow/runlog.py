@@ -7,12 +7,69 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+from tqdm import tqdm
 
 
 class SetupError(RuntimeError):
     """A broken setup (missing file, bad config, unusable dependency): the message is the one
     sentence to show (which file, what is wrong, what to do)."""
+
+
+class progress(tqdm):
+    """tqdm on a terminal; elsewhere (rule logs, cluster job output) a plain line at most every
+    `mininterval` seconds instead of carriage-return redraws that flood the file."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        file = kwargs.get("file") or sys.stderr
+        self._plain = not (hasattr(file, "isatty") and file.isatty())
+        self._shown: float | None = None  # the count last written as a line
+        self._lines = _NoRedraw(file)
+        if self._plain:
+            kwargs.update(ascii=True, mininterval=kwargs.get("mininterval", 30.0), file=self._lines)
+            kwargs.pop("dynamic_ncols", None)
+        super().__init__(*args, **kwargs)
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        if not self._plain:
+            return super().display(msg, pos)
+        if msg is None and self.n != self._shown:
+            self._shown = self.n
+            self._lines.line(self.__str__())
+        return True
+
+    def close(self) -> None:
+        if self._plain and not self.disable:
+            self.display()  # the final count, also for bars that leave=False would clear
+        super().close()
+
+
+class _NoRedraw:
+    """A stream that takes whole lines only: tqdm's own carriage returns and clears go nowhere."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def line(self, text: str) -> None:
+        self.stream.write(text.strip() + "\n")
+        self.stream.flush()
+
+    def write(self, text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def limit_threads(threads: int) -> None:
+    """Size TensorFlow's thread pools to the job's `threads:`, so that jobs sharing a machine
+    (or a cluster allocation) each use the cores they asked for, not every core. Call it before
+    the job's first TensorFlow operation."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 @contextlib.contextmanager

@@ -19,16 +19,16 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 from PIL import Image
-from tqdm import tqdm
 
 from . import networks
-from .runlog import SetupError
+from .runlog import SetupError, progress
 from .tables import atomic_path, remove_stale
 
 log = logging.getLogger(__name__)
 
 NoiseFn = Callable[[int], list[np.ndarray]]
 MAX_SEED = 2 ** 32 - 1  # RandomState's limit
+DEFAULT_PSI = 0.7  # truncation of samples, figures and videos (the config's `psi`)
 
 
 def parse_seeds(spec: int | str | Sequence[int | str]) -> list[int]:
@@ -80,7 +80,7 @@ def map_latents(G: networks.Generator, z: np.ndarray, psi: float = 1.0, *,
     out = []
     for i in range(0, len(z), batch_size):
         part = z[i:i + batch_size]
-        ws = G.mapping(tf.constant(_pad(part, batch_size)), truncation_psi=float(psi))
+        ws = G.mapping(tf.constant(_pad(part, batch_size)), psi=float(psi))
         out.append(np.asarray(ws)[:len(part)])
     return np.concatenate(out) if out else np.zeros((0, G.num_ws, G.w_dim), np.float32)
 
@@ -156,7 +156,7 @@ def make_samples(G: networks.Generator, seeds: Sequence[int] | str | int, psi: f
     cell = min(G.resolution, grid_cell)
     paths: list[Path] = []
     cells: list[np.ndarray] = []
-    for i in tqdm(range(0, len(seeds), batch_size), desc="samples", unit="batch", disable=None):
+    for i in progress(range(0, len(seeds), batch_size), desc="samples", unit="batch"):
         chunk = seeds[i:i + batch_size]
         ws = map_latents(G, latents(chunk, G.z_dim), psi, batch_size=batch_size)
         noise = random_noise(G, chunk) if noise_mode == "random" else None

@@ -21,11 +21,10 @@ import numpy as np
 import tensorflow as tf
 from moviepy import VideoClip
 from PIL import Image, ImageOps
-from tqdm import tqdm
 
 from ganflow import networks, samples
 from ganflow.imaging import ImageRejected, load_srgb, to_array
-from ganflow.runlog import SetupError
+from ganflow.runlog import SetupError, progress
 from ganflow.tables import atomic_path, read_tsv
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ def _encode(frame_at: Callable[[int], np.ndarray], count: int, fps: float, out_m
     if not 0 <= crf <= 51 or preset not in X264_PRESETS or tune not in X264_TUNES:
         raise SetupError(f"x264 takes crf 0-51, preset one of {', '.join(X264_PRESETS)} and tune one of "
                          f"{', '.join(map(str, X264_TUNES))}; got crf {crf}, preset {preset!r}, tune {tune!r}")
-    bar = tqdm(total=count, unit="frame", desc=Path(out_mp4).name, dynamic_ncols=True)
+    bar = progress(total=count, unit="frame", desc=Path(out_mp4).name, dynamic_ncols=True)
 
     def frame_function(t: float) -> np.ndarray:
         # moviepy asks for time i / fps; rounding undoes its float error.
@@ -211,7 +210,7 @@ def _encode_batches(render: Callable[[np.ndarray], np.ndarray], per_call: int, c
 
 def interpolation_video(G: networks.Generator, out_mp4: str | os.PathLike, *, grid: Sequence[int] = (4, 3),
                         duration: float = 60.0, fps: float = 30.0, smoothing_sec: float = 1.0, seed: int = 0,
-                        psi: float = 0.7, batch: int = 32, noise_mode: str = "const", crf: float = 23,
+                        psi: float = samples.DEFAULT_PSI, batch: int = 32, noise_mode: str = "const", crf: float = 23,
                         preset: str = "medium", tune: str | None = "animation") -> dict[str, Any]:
     """A cols x rows grid of independent looping walks through z; `batch` images per
     generator call. Noise is held fixed ('const') so that only the latents move."""
@@ -223,7 +222,7 @@ def interpolation_video(G: networks.Generator, out_mp4: str | os.PathLike, *, gr
 
     @tf.function
     def synthesise(z: tf.Tensor) -> tf.Tensor:
-        return G.synthesis(G.mapping(z, truncation_psi=psi), noise_mode=noise_mode)
+        return G.synthesis(G.mapping(z, psi=psi), noise_mode=noise_mode)
 
     def render(t: np.ndarray) -> np.ndarray:
         z = walk(t).reshape(-1, G.z_dim)
@@ -235,7 +234,7 @@ def interpolation_video(G: networks.Generator, out_mp4: str | os.PathLike, *, gr
 
 def style_mixing_video(G: networks.Generator, out_mp4: str | os.PathLike, *, kind: str = "coarse",
                        destinations: int | None = None, duration: float = 60.0, fps: float = 30.0,
-                       smoothing_sec: float = 1.0, seed: int = 0, psi: float = 0.7, batch: int = 32,
+                       smoothing_sec: float = 1.0, seed: int = 0, psi: float = samples.DEFAULT_PSI, batch: int = 32,
                        noise_mode: str = "const", crf: float = 23, preset: str = "medium",
                        tune: str | None = "animation") -> dict[str, Any]:
     """A source face walking through z (left) and fixed destination faces that take its
@@ -250,14 +249,14 @@ def style_mixing_video(G: networks.Generator, out_mp4: str | os.PathLike, *, kin
     count = _frame_count(duration, fps)
     walk = LatentWalk(count, (1, G.z_dim), smoothing_sec * fps, seed)
     z_dest = np.random.default_rng([seed, 1]).standard_normal((dest, G.z_dim)).astype(np.float32)
-    ws_dest = G.mapping(tf.constant(z_dest), truncation_psi=psi)
+    ws_dest = G.mapping(tf.constant(z_dest), psi=psi)
     start, stop = groups[kind]
     taken = np.zeros([1, 1, G.num_ws, 1], bool)
     taken[:, :, start:stop] = True
 
     @tf.function
     def synthesise(z: tf.Tensor) -> tf.Tensor:
-        ws = G.mapping(z, truncation_psi=psi)[:, None]                      # [B, 1, num_ws, w_dim]
+        ws = G.mapping(z, psi=psi)[:, None]                      # [B, 1, num_ws, w_dim]
         mixed = tf.where(taken, ws, ws_dest[None])                          # [B, dest, num_ws, w_dim]
         ws = tf.reshape(tf.concat([ws, mixed], axis=1), [-1, G.num_ws, G.w_dim])
         return G.synthesis(ws, noise_mode=noise_mode)

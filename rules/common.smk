@@ -1,26 +1,77 @@
-# Shared names and helpers for every rule file.
+# Shared names, input functions and target lists for every rule file, so include order
+# does not matter. Rule files hold only rules.
 #
-# How reruns follow content (see README "Reruns"): every stage's outputs include a small
+# How reruns follow content (README "Reruns"): every stage's outputs include a small
 # manifest that carries the content hashes of what the stage made, and the next stage
 # declares that manifest as input. Snakemake records input checksums, so a newer but
 # byte-identical manifest (a touched file, a rerun that made the same bytes) triggers
-# nothing. Fan-out points (select, dedupe) are checkpoints: after they run, Snakemake
+# nothing. Fan-out points (ids, dedupe) are checkpoints: after they run, Snakemake
 # re-checks each downstream shard job against those checksums, so only shards whose
-# slice changed rerun. Library code is part of each rule's params (code_digest).
+# slice changed rerun. Code reruns by content too: each rule's `code` param digests its
+# adapter script and every library module that script imports (ganflow/digest.py).
 import glob as _glob
-import hashlib as _hashlib
 from pathlib import Path as _Path
+
+from ganflow import ids as _ids
+from ganflow.digest import canonical, script_digest
+from ganflow.tables import read_tsv
 
 R = f"results/{config['dataset']}"
 LOGS = f"logs/{config['dataset']}"
 SHARDS = [f"{i:04d}" for i in range(config["shards"])]
-SCRIPTS = "../workflow_scripts"
-DEMO_ROOT = f"{R}/mirror"
+ROUNDS = range(1, config["rounds"] + 1)
+SCRIPTS = _Path(workflow.basedir) / "workflow_scripts"
 LIBRARY = _Path(workflow.basedir) / "ganflow"
+DEMO_ROOT = f"{R}/mirror"
+# Every rule's environment under --software-deployment-method conda (pins = pyproject's).
+CONDA_ENV = "../envs/ganflow.yaml"
+IS_DEMO = config["source"]["root"] == DEMO_ROOT
+
+# A user's own cascade file is only ever an input: Snakemake deletes a rule's outputs before
+# running it, so no rule may claim a file the user owns. The cascade rule owns resources/.
+DOWNLOADED_CASCADE = "resources/lbpcascade_animeface.xml"
+CASCADE = config["faces"]["cascade"] or DOWNLOADED_CASCADE
+
+CONTACT_STAGES = ["faces", "rejected", "duplicates", "images"]
+FIGURE_NAMES = [
+    "uncurated",
+    "style_mixing",
+    "noise_detail",
+    "noise_components",
+    "truncation",
+]
+WALK_VIDEOS = ["interpolation-grid", "style-mixing-coarse", "style-mixing-fine"]
+VIDEOS = ["training-progress"] + WALK_VIDEOS
+FINAL = f"{R}/round-{config['rounds']}/train"
+TRAIN_INIT = config["train"].get("init_from")
+
+REPORT_PAGES = (
+    [f"{R}/report/funnel.html"]
+    + expand(f"{R}/report/round-{{r}}/{{plot}}.png", r=ROUNDS, plot=["losses", "swd"])
+    + expand(f"{R}/report/round-{{r}}/scores.png", r=ROUNDS[:-1])
+    + expand(f"{R}/report/videos/{{video}}.html", video=VIDEOS)
+)
+
+
+def adapter(name):
+    """The adapter of a rule (workflow_scripts/<name>.py)."""
+    return str(SCRIPTS / f"{name}.py")
+
+
+def code_digest(name):
+    """A param for the code a job runs (its adapter and every library module it imports)."""
+    return script_digest(SCRIPTS / f"{name}.py", LIBRARY)
+
+
+def section(name):
+    """A config section as a param: sorted, so reordering keys reruns nothing."""
+    return canonical(config[name])
 
 
 def metadata_files():
-    """The configured metadata files (globs allowed) under source.root."""
+    """The configured metadata files (globs allowed) under source.root; none for a folder."""
+    if config["source"]["kind"] != "danbooru":
+        return []
     root = config["source"]["root"]
     files = []
     for pattern in config["source"].get("metadata", []):
@@ -29,9 +80,79 @@ def metadata_files():
     return files
 
 
-def code_digest(*modules):
-    """Digest of the library modules a rule runs: editing them reruns the rule's jobs."""
-    h = _hashlib.sha256()
-    for name in sorted(modules):
-        h.update((LIBRARY / f"{name}.py").read_bytes())
-    return h.hexdigest()[:12]
+def source_listing():
+    """A digest of the source tree's listing, so that adding or removing files reruns ids;
+    the generated demo mirror is tracked through its rule instead (it does not exist yet).
+    """
+    if IS_DEMO:
+        return ""
+    return _ids.source_listing(config["source"]["root"], config["source"]["kind"])
+
+
+def shard_sources(wildcards):
+    """The shard's source images, as inputs: editing one reruns exactly this shard."""
+    ids = checkpoints.ids.get().output.ids[SHARDS.index(wildcards.shard)]
+    return [row["path"] for row in read_tsv(ids)]
+
+
+def dedupe_slice(wildcards):
+    """The shard's slice of the global dedupe (known once the checkpoint has run)."""
+    checkpoints.dedupe.get()
+    return f"{R}/dedupe/{wildcards.shard}.tsv"
+
+
+def keep_list(wildcards):
+    """Round 1 packs every final image; later rounds only what ranking kept."""
+    return [f"{R}/round-{wildcards.r}/keep.tsv"] if int(wildcards.r) > 1 else []
+
+
+def previous_rank(wildcards):
+    """Round r's keep list comes from round r-1's ranking."""
+    return f"{R}/round-{int(wildcards.r) - 1}/rank.tsv"
+
+
+def next_keep(wildcards):
+    """Round r's score histogram marks what round r+1 kept."""
+    return f"{R}/round-{int(wildcards.r) + 1}/keep.tsv"
+
+
+def init_from(wildcards):
+    """Round 1 may start from another run (train.init_from); later rounds from the last."""
+    r = int(wildcards.r)
+    return f"{R}/round-{r - 1}/train" if r > 1 else (TRAIN_INIT or "")
+
+
+def init_inputs(wildcards):
+    """What init_from reads, so that a retrained earlier round retrains this one."""
+    r = int(wildcards.r)
+    if r > 1:
+        return [f"{R}/round-{r - 1}/train/generator"]
+    return [TRAIN_INIT] if TRAIN_INIT else []
+
+
+def train_params():
+    """Training settings less init_from, which travels as its own param."""
+    return canonical({k: v for k, v in config["train"].items() if k != "init_from"})
+
+
+def data_targets():
+    """The data stages' results: final images, the funnel and contact sheets."""
+    return (
+        expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS)
+        + [f"{R}/report/funnel.tsv"]
+        + expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES)
+    )
+
+
+def get_final_output():
+    """Everything `snakemake` builds by default: every round trains, each round but the
+    last is ranked for the next one, then samples, figures, videos and report pages."""
+    return (
+        data_targets()
+        + expand(f"{R}/round-{{r}}/train/generator", r=ROUNDS)
+        + expand(f"{R}/round-{{r}}/keep.tsv", r=ROUNDS[1:])
+        + [f"{R}/samples/grid.png"]
+        + expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES)
+        + expand(f"{R}/videos/{{video}}.mp4", video=VIDEOS)
+        + REPORT_PAGES
+    )

@@ -1,18 +1,20 @@
 # The embedded demo: a generated Danbooru-style mirror, so `make demo` needs no download.
 
-if config["source"]["root"] == DEMO_ROOT:
+if IS_DEMO:
 
-    rule demo_mirror:
+    rule demo:
         output:
             metadata=[f"{DEMO_ROOT}/{m}" for m in config["source"]["metadata"]],
             truth=f"{DEMO_ROOT}/truth.tsv",
             original=directory(f"{DEMO_ROOT}/original"),
-        params:
-            demo=config.get("demo", {}),
-            code=code_digest("demo"),
         log:
-            f"{LOGS}/demo_mirror.log",
+            f"{LOGS}/demo.log",
         benchmark:
-            f"{LOGS}/demo_mirror.bench.tsv"
+            f"{LOGS}/demo.bench.tsv"
+        conda:
+            CONDA_ENV
+        params:
+            demo=section("demo"),
+            code=code_digest("demo"),
         script:
-            f"{SCRIPTS}/demo_mirror.py"
+            adapter("demo")

@@ -1,35 +1,25 @@
 # Selected ids -> face crops (lbpcascade_animeface) + a manifest per shard.
 
-from ganflow.tables import read_tsv
-
-# A user's own cascade file is only ever an input: Snakemake deletes a rule's outputs before
-# running it, so no rule may claim a file the user owns. The download rule owns resources/.
-DOWNLOADED_CASCADE = "resources/lbpcascade_animeface.xml"
-CASCADE = config["faces"]["cascade"] or DOWNLOADED_CASCADE
-
 
 # The download runs where Snakemake runs, not on a compute node (often without internet).
 localrules:
-    cascade,
+    faces_cascade,
 
 
-rule cascade:
+rule faces_cascade:
     output:
         DOWNLOADED_CASCADE,
+    log:
+        f"{LOGS}/faces_cascade.log",
+    benchmark:
+        f"{LOGS}/faces_cascade.bench.tsv"
+    conda:
+        CONDA_ENV
     params:
         sha256=config["faces"]["cascade_sha256"],
-    log:
-        f"{LOGS}/cascade.log",
-    benchmark:
-        f"{LOGS}/cascade.bench.tsv"
+        code=code_digest("faces_cascade"),
     script:
-        f"{SCRIPTS}/cascade.py"
-
-
-def shard_sources(wildcards):
-    """The shard's source images, as inputs: editing one reruns exactly this shard."""
-    ids = checkpoints.select.get().output.ids[SHARDS.index(wildcards.shard)]
-    return [row["path"] for row in read_tsv(ids)]
+        adapter("faces_cascade")
 
 
 rule faces:
@@ -40,12 +30,14 @@ rule faces:
     output:
         crops=directory(f"{R}/faces/{{shard}}"),
         manifest=f"{R}/faces/{{shard}}.tsv",
-    params:
-        faces=config["faces"],
-        code=code_digest("faces", "imaging"),
     log:
         f"{LOGS}/faces/{{shard}}.log",
     benchmark:
         f"{LOGS}/faces/{{shard}}.bench.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        faces=section("faces"),
+        code=code_digest("faces"),
     script:
-        f"{SCRIPTS}/faces.py"
+        adapter("faces")

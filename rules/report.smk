@@ -1,27 +1,102 @@
-# The funnel (how many images survive each stage, and why the rest did not) and
-# contact sheets to eyeball each stage.
+# The report's own artifacts: training curves, score histograms, the funnel page and
+# playable video pages. `snakemake --report report.html` gathers them with the other
+# outputs marked report(...) in the rule files, each with its caption from report/.
 
-CONTACT_STAGES = ["faces", "rejected", "duplicates", "images"]
+
+report: "../report/workflow.rst"
 
 
-rule funnel:
+rule report_curves:
     input:
-        summary=f"{R}/ids/summary.json",
-        faces=expand(f"{R}/faces/{{shard}}.tsv", shard=SHARDS),
-        clean=expand(f"{R}/clean/{{shard}}.tsv", shard=SHARDS),
-        dedupe=f"{R}/dedupe.tsv",
-        images=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
-        image_rejects=expand(f"{R}/images-rejected/{{shard}}.tsv", shard=SHARDS),
+        f"{R}/round-{{r}}/train/log.csv",
     output:
-        table=f"{R}/report/funnel.tsv",
-        sheets=[report(f"{R}/report/contact-{stage}.png", caption=f"../report/contact-{stage}.rst",
-                       category="1. Data", subcategory="Contact sheets") for stage in CONTACT_STAGES],
-    params:
-        report=config["report"],
-        code=code_digest("funnel"),
+        losses=report(
+            f"{R}/report/round-{{r}}/losses.png",
+            caption="../report/losses.rst",
+            category="2. Training",
+            subcategory="Round {r}",
+        ),
+        swd=report(
+            f"{R}/report/round-{{r}}/swd.png",
+            caption="../report/swd.rst",
+            category="2. Training",
+            subcategory="Round {r}",
+        ),
     log:
-        f"{LOGS}/funnel.log",
+        f"{LOGS}/report/round-{{r}}/curves.log",
     benchmark:
-        f"{LOGS}/funnel.bench.tsv"
+        f"{LOGS}/report/round-{{r}}/curves.bench.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        code=code_digest("report"),
     script:
-        f"{SCRIPTS}/funnel.py"
+        adapter("report")
+
+
+rule report_scores:
+    input:
+        rank=f"{R}/round-{{r}}/rank.tsv",
+        keep=next_keep,
+    output:
+        report(
+            f"{R}/report/round-{{r}}/scores.png",
+            caption="../report/scores.rst",
+            category="3. Ranking",
+            subcategory="Round {r}",
+        ),
+    log:
+        f"{LOGS}/report/round-{{r}}/scores.log",
+    benchmark:
+        f"{LOGS}/report/round-{{r}}/scores.bench.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        code=code_digest("report"),
+    script:
+        adapter("report")
+
+
+rule report_funnel:
+    input:
+        f"{R}/report/funnel.tsv",
+    output:
+        report(
+            f"{R}/report/funnel.html",
+            caption="../report/funnel.rst",
+            category="1. Data",
+            subcategory="Funnel",
+        ),
+    log:
+        f"{LOGS}/report/funnel.log",
+    benchmark:
+        f"{LOGS}/report/funnel.bench.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        code=code_digest("report"),
+    script:
+        adapter("report")
+
+
+rule report_video:
+    input:
+        f"{R}/videos/{{video}}.mp4",
+    output:
+        report(
+            f"{R}/report/videos/{{video}}.html",
+            caption="../report/videos.rst",
+            category="6. Videos",
+        ),
+    log:
+        f"{LOGS}/report/videos/{{video}}.log",
+    benchmark:
+        f"{LOGS}/report/videos/{{video}}.bench.tsv"
+    wildcard_constraints:
+        video="|".join(VIDEOS),
+    conda:
+        CONDA_ENV
+    params:
+        code=code_digest("report"),
+    script:
+        adapter("report")

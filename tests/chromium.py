@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -144,10 +144,11 @@ class Browser:
             raise AssertionError(f"{method}: {reply['error']}")
         return reply.get("result", {})
 
-    def pump(self, seconds: float) -> None:
-        """Let events arrive (console messages of things that happen after a call)."""
+    def pump(self, seconds: float, until: Callable[[], bool] | None = None) -> None:
+        """Let events arrive (console messages of things that happen after a call), for
+        `seconds` or until `until()` holds, whichever comes first."""
         deadline = time.monotonic() + seconds
-        while (msg := self._read(deadline)) is not None:
+        while not (until and until()) and (msg := self._read(deadline)) is not None:
             self._dispatch(msg)
 
     def wait_event(self, method: str, seconds: float | None = None) -> dict:

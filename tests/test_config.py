@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ganflow.config import ConfigError, validate
-from ganflow.training import TrainConfig
+from ganflow.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -43,3 +43,41 @@ def test_train_schema_lists_exactly_the_trainconfig_fields():
     keys = set(schema["properties"]["train"]["properties"]) - {"init_from"}
     assert keys == {f.name for f in dataclasses.fields(TrainConfig)}
     TrainConfig.from_dict(_demo()["train"])  # the demo's values build a model config
+
+
+@pytest.mark.parametrize("resolution, message", [
+    (48, "config key train.resolution: 48 is not one of"),
+    (4, "config key train.resolution: 4 is not one of"),
+    (128, "config key train.resolution: 128 is larger than images.resolution 64"),
+])
+def test_training_resolution_is_checked_before_any_job(resolution, message):
+    cfg = _demo()
+    cfg["train"]["resolution"] = resolution
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize("images, expected", [(64, 64), (96, 64), (512, 512)])
+def test_training_resolution_defaults_to_the_images(images, expected):
+    cfg = _demo()
+    del cfg["train"]["resolution"]
+    cfg["images"]["resolution"] = images
+    assert validate(cfg, SCHEMA)["train"]["resolution"] == expected
+
+
+def test_one_truncation_key():
+    """psi is set once for samples, figures and videos; no section takes its own."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["properties"]["psi"]["default"] == 0.7
+
+    def psi_keys(node, path=""):
+        if isinstance(node, dict):
+            for key, sub in node.items():
+                if "psi" in str(key) and path:
+                    yield f"{path}.{key}"
+                yield from psi_keys(sub, f"{path}.{key}" if path else str(key))
+    assert list(psi_keys(schema["properties"])) == []
+    cfg = _demo()
+    cfg["samples"]["psi"] = 0.5
+    with pytest.raises(ConfigError, match="samples.psi is not known"):
+        validate(cfg, SCHEMA)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-from ganflow.demo import HAIR, KINDS, TRUTH_COLUMNS, make_mirror
+from ganflow.demo import KINDS, TRUTH_COLUMNS, make_mirror
+from ganflow.drawing import HAIR
 from ganflow.imaging import ImageRejected, load_srgb
 from ganflow.tables import read_tsv
 

@@ -82,10 +82,10 @@ def test_truncation_cutoff_leaves_later_layers() -> None:
     G = _generator(32)
     z = tf.random.normal([2, 16])
     full = G.mapping(z).numpy()
-    cut = G.mapping(z, truncation_psi=0.0, truncation_cutoff=3).numpy()
+    cut = G.mapping(z, psi=0.0, cutoff=3).numpy()
     np.testing.assert_allclose(cut[:, :3], np.broadcast_to(G.mapping.w_avg.numpy(), cut[:, :3].shape))
     np.testing.assert_array_equal(cut[:, 3:], full[:, 3:])
-    half = G.mapping(z, truncation_psi=0.5).numpy()
+    half = G.mapping(z, psi=0.5).numpy()
     np.testing.assert_allclose(half, G.mapping.w_avg.numpy() + 0.5 * (full - G.mapping.w_avg.numpy()),
                                rtol=1e-5, atol=1e-6)
 

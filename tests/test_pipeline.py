@@ -9,10 +9,13 @@ import subprocess
 
 import imageio_ffmpeg
 import numpy as np
+import pytest
 from PIL import Image
 
 from ganflow.tables import read_tsv
 from workflow import jobs_planned, snakemake
+
+pytestmark = pytest.mark.slow  # the whole chain, two training rounds
 
 
 def _frames(path):

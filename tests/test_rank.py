@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from ganflow import dataset, networks, rank
+from ganflow import dataset, keep, networks, rank
 from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv, write_tsv
 
@@ -140,7 +140,7 @@ def _rank_table(path, n: int) -> list[str]:
                                                     (100, 0.29, 0.01, (29, 1)), (7, 0.1, 0.5, (0, 3))])
 def test_keep_drops_exactly_the_configured_share(tmp_path, n, low, high, dropped):
     ids = _rank_table(tmp_path / "rank.tsv", n)
-    summary = rank.make_keep(tmp_path / "rank.tsv", tmp_path / "round-2" / "keep.tsv", drop_lowest=low,
+    summary = keep.make_keep(tmp_path / "rank.tsv", tmp_path / "round-2" / "keep.tsv", drop_lowest=low,
                              drop_highest=high, sheets_dir=tmp_path / "sheets")
     a, b = dropped
     kept = [r["image"] for r in read_tsv(tmp_path / "round-2" / "keep.tsv")]
@@ -157,7 +157,7 @@ def test_keep_refuses_impossible_shares(tmp_path):
     _rank_table(tmp_path / "rank.tsv", 5)
     for low, high in ((0.6, 0.4), (-0.1, 0.0), (1.0, 0.0)):
         with pytest.raises(SetupError, match="drop_lowest"):
-            rank.make_keep(tmp_path / "rank.tsv", tmp_path / "keep.tsv", drop_lowest=low, drop_highest=high,
+            keep.make_keep(tmp_path / "rank.tsv", tmp_path / "keep.tsv", drop_lowest=low, drop_highest=high,
                            sheets_dir=tmp_path)
     assert not (tmp_path / "keep.tsv").exists()
 
@@ -165,7 +165,7 @@ def test_keep_refuses_impossible_shares(tmp_path):
 def test_next_round_packs_exactly_the_kept_images(packed, tmp_path):
     rows = rank.score_dataset(RedMinusBlue(), packed["ds"], paths=rank.image_paths(packed["manifests"]))
     rank.write_rank(rows, tmp_path / "round-1" / "rank.tsv")
-    rank.make_keep(tmp_path / "round-1" / "rank.tsv", tmp_path / "round-2" / "keep.tsv", drop_lowest=0.2,
+    keep.make_keep(tmp_path / "round-1" / "rank.tsv", tmp_path / "round-2" / "keep.tsv", drop_lowest=0.2,
                    drop_highest=0.1, sheets_dir=tmp_path / "round-1" / "keep")
     meta = dataset.pack(packed["manifests"], tmp_path / "round-2" / "dataset",
                         keep=tmp_path / "round-2" / "keep.tsv", shards=2, seed=0)
@@ -175,7 +175,7 @@ def test_next_round_packs_exactly_the_kept_images(packed, tmp_path):
 
 
 def _export(G: networks.Generator, D: networks.Discriminator, out) -> None:
-    """What training.load_export reads: per network a data-only checkpoint and its architecture."""
+    """What weights.load_export reads: per network a data-only checkpoint and its architecture."""
     for key, net in (("generator", G), ("discriminator", D)):
         tf.train.Checkpoint(**{key: net}).write(str(out / key / "weights"))
         (out / key / f"{key}.json").write_text(json.dumps({"architecture": net.architecture}))

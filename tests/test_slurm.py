@@ -15,14 +15,14 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from conftest import TRAIN, VIDEOS
 from slurm_cluster import Cluster, ClusterError, install
 from workflow import REPO, jobs_planned, snakemake, tiny_config
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 CPUS, MEM_MB, GPUS = 2, 4000, 2
-GPU_RULES = {"train", "rank", "samples", "figure", "walk_video"}
+GPU_RULES = {"train", "rank", "samples", "figures", "videos_walk"}
+RULE_THREADS = {"train": 8, "rank": 4, "samples": 4, "figures": 4, "videos_walk": 4}  # rules/*.smk
 
 
 def fit_profile(profile: dict, cpus: int, mem_mb: int) -> dict:
@@ -33,7 +33,7 @@ def fit_profile(profile: dict, cpus: int, mem_mb: int) -> dict:
     """
     threads, mem = max(1, cpus // 2), mem_mb // 2
     fitted = dict(profile, retries=0, **{"slurm-init-seconds-before-status-checks": 1})
-    fitted["set-threads"] = {rule: min(n, threads) for rule, n in profile["set-threads"].items()}
+    fitted["max-threads"] = threads
     fitted["default-resources"] = dict(profile["default-resources"], mem_mb=mem)
     fitted["set-resources"] = {rule: dict(res, mem_mb=min(res.get("mem_mb", mem), mem))
                                for rule, res in profile["set-resources"].items()}
@@ -59,8 +59,7 @@ def cluster(tmp_path_factory):
 def slurm_run(cluster, tmp_path_factory, cascade_path):
     """The whole tiny chain (two rounds) through profiles/slurm, and sacct's row for each job."""
     wd = tmp_path_factory.mktemp("dag")
-    config = yaml.safe_load(tiny_config(wd, cascade_path, rounds=2, train=TRAIN, videos=VIDEOS,
-                                        **{"samples.seeds": "0-3", "tfrecords.shards": 2}).read_text())
+    config = yaml.safe_load(tiny_config(wd, cascade_path, **{"samples.seeds": "0-3"}).read_text())
     profile = fit_profile(yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text()), CPUS, MEM_MB)
     (wd / "profile").mkdir()
     (wd / "profile/config.yaml").write_text(yaml.safe_dump(profile))
@@ -87,14 +86,14 @@ def test_every_job_went_through_sbatch(slurm_run):
 
 def test_jobs_got_the_profiles_resources(slurm_run):
     profile, images_threads = slurm_run.profile, slurm_run.config["images"]["threads"]
-    assert profile["set-resources"].keys() | profile["set-threads"].keys() <= slurm_run.planned.keys()  # no stale names
+    assert profile["set-resources"].keys() <= slurm_run.planned.keys()  # no stale names
     for job in slurm_run.jobs:
         rule = job["rule"]
         mem_mb = profile["set-resources"].get(rule, {}).get("mem_mb", profile["default-resources"]["mem_mb"])
         assert job["mem"] == f"{mem_mb}M", rule
         assert ("gres/gpu=1" in job["tres"]) == (rule in GPU_RULES), (rule, job["tres"])
-        threads = profile["set-threads"].get(rule, images_threads if rule == "images" else 1)
-        assert int(job["cpus"]) == threads, rule
+        threads = RULE_THREADS.get(rule, images_threads if rule == "images" else 1)
+        assert int(job["cpus"]) == min(threads, profile["max-threads"]), rule
 
 
 def test_nothing_left_to_do(slurm_run):

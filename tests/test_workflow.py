@@ -127,7 +127,7 @@ def test_rerun_only_what_changed(demo_run):
     Image.fromarray(arr).save(src, format=original.format)
     planned = jobs_planned(wd, "data")
     assert planned.get("faces") == 1 and planned.get("clean") == 1 and planned.get("dedupe") == 1
-    assert "select" not in planned and "demo_mirror" not in planned
+    assert "ids" not in planned and "demo" not in planned
     snakemake(wd, "data")
     assert jobs_planned(wd, "data") == {}
 

@@ -12,20 +12,20 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
+TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
+
+
 def tiny_config(workdir: Path, cascade: Path, **overrides) -> Path:
-    """The demo config shrunk to seconds: few faces, two shards, 32px images."""
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["shards"] = 2
-    cfg["demo"] = {"n_faces": 24, "seed": 3}
+    """The test workflow's config (.test/config/config.yaml: few faces, two shards, 32px images,
+    a 16px model) in `workdir`, with a copy of the cascade and `overrides` ("section.key": value)."""
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
     local = workdir / "cascade.xml"  # a copy: a workflow bug must never touch ../shared
     shutil.copyfile(cascade, local)
     cfg["faces"]["cascade"] = str(local)
-    cfg["clean"]["min_side"] = 32
-    cfg["images"]["resolution"] = 32
     for key, value in overrides.items():
         section, _, name = key.partition(".")
         if name:
-            cfg[section][name] = value
+            cfg.setdefault(section, {})[name] = value
         else:
             cfg[section] = value
     path = workdir / "config.yaml"

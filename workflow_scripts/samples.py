@@ -1,10 +1,11 @@
 """Adapter for rule samples: PNG per seed + a grid from the final generator."""
 from pathlib import Path
 
-from ganflow import samples, training
-from ganflow.runlog import logged
+from ganflow import samples, weights
+from ganflow.runlog import limit_threads, logged
 
 with logged(snakemake.log[0]):
+    limit_threads(snakemake.threads)
     cfg = dict(snakemake.params.samples)
-    G, _, _ = training.load_export(Path(snakemake.input.generator).parent)
-    samples.make_samples(G, cfg.pop("seeds"), cfg.pop("psi"), snakemake.output.seeds, snakemake.output.grid, **cfg)
+    G, _, _ = weights.load_export(Path(snakemake.input.generator).parent)
+    samples.make_samples(G, cfg.pop("seeds"), snakemake.params.psi, snakemake.output.seeds, snakemake.output.grid, **cfg)

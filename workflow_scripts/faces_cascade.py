@@ -1,4 +1,4 @@
-"""Adapter for rule cascade: download lbpcascade_animeface once, sha256-checked."""
+"""Adapter for rule faces_cascade: download lbpcascade_animeface once, sha256-checked."""
 from pathlib import Path
 
 from ganflow import faces

@@ -1,4 +1,4 @@
-"""Adapter for rule demo_mirror: generate the embedded Danbooru-style demo mirror."""
+"""Adapter for rule demo: generate the embedded Danbooru-style demo mirror."""
 from pathlib import Path
 
 from ganflow import demo

@@ -1,4 +1,4 @@
-"""Report plots and pages: curves drawn where their values are, histograms split into kept
+"""Report report and pages: curves drawn where their values are, histograms split into kept
 and dropped images, empty or cut-short logs, the funnel table and self-contained video pages."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganflow import plots
+from ganflow import report
 from ganflow.tables import write_tsv
 
 LOG_HEADER = ("kimg,tick,step,seconds,sec_per_tick,sec_per_kimg,images_per_sec,loss_g,loss_d,r1,d_real,d_fake,"
@@ -31,13 +31,13 @@ def _tick(kimg: float, loss_g: str, loss_d: str, swd: str) -> str:
 def _pixels_of(image: np.ndarray, color) -> tuple[np.ndarray, np.ndarray]:
     """(ys, xs) of the pixels in exactly `color`, below the header row (title and legend)."""
     ys, xs = np.nonzero(np.all(image == np.array(color, np.uint8), axis=-1))
-    keep = ys % plots.PANEL_SIZE[1] > 28
+    keep = ys % report.PANEL_SIZE[1] > 28
     return ys[keep], xs[keep]
 
 
 @pytest.mark.parametrize("lo,hi", [(0, 36), (-1.3, 2.7), (0.0012, 0.0078), (57.0, 160.0), (0.95, 1.05)])
 def test_nice_ticks_are_round_even_steps_inside_the_range(lo, hi):
-    ticks = plots.nice_ticks(lo, hi)
+    ticks = report.nice_ticks(lo, hi)
     assert 2 <= len(ticks) <= 11 and lo <= ticks[0] and ticks[-1] <= hi
     steps = np.diff(ticks)
     assert np.allclose(steps, steps[0])
@@ -52,30 +52,30 @@ def test_curves_are_drawn_where_their_values_are(tmp_path):
     rows += [_tick(k, f"{2 - 0.2 * k}", f"{0.5 + 0.2 * k}", "" if k % 2 else f"{100 - 10 * k}") for k in range(1, 6)]
     rows.append("6.0,7")
     out_losses, out_swd = tmp_path / "losses.png", tmp_path / "swd.png"
-    assert plots.training_curves(_log(tmp_path / "log.csv", rows), out_losses, out_swd, title="Round 1") == 7
+    assert report.training_curves(_log(tmp_path / "log.csv", rows), out_losses, out_swd, title="Round 1") == 7
     losses = np.asarray(Image.open(out_losses).convert("RGB"))
-    assert losses.shape == (len(plots.LOSS_PANELS) * plots.PANEL_SIZE[1], plots.PANEL_SIZE[0], 3)
-    first = losses[: plots.PANEL_SIZE[1]]
-    g_ys, g_xs = _pixels_of(first, plots.COLORS[0])
-    d_ys, d_xs = _pixels_of(first, plots.COLORS[1])
+    assert losses.shape == (len(report.LOSS_PANELS) * report.PANEL_SIZE[1], report.PANEL_SIZE[0], 3)
+    first = losses[: report.PANEL_SIZE[1]]
+    g_ys, g_xs = _pixels_of(first, report.COLORS[0])
+    d_ys, d_xs = _pixels_of(first, report.COLORS[1])
     assert g_xs.size and d_xs.size
     # falling G: high (small y) at the left; rising D: the reverse
     assert g_ys[g_xs == g_xs.min()].mean() < g_ys[g_xs == g_xs.max()].mean()
     assert d_ys[d_xs == d_xs.min()].mean() > d_ys[d_xs == d_xs.max()].mean()
     # panels share the x axis (kimg 0..6) although losses start at 1: G begins 1/6 in
-    left, right = plots._MARGIN["left"], plots.PANEL_SIZE[0] - plots._MARGIN["right"]
+    left, right = report._MARGIN["left"], report.PANEL_SIZE[0] - report._MARGIN["right"]
     assert g_xs.min() == pytest.approx(left + (right - left) / 6, abs=4)
     swd = np.asarray(Image.open(out_swd).convert("RGB"))
-    s_ys, s_xs = _pixels_of(swd, plots.COLORS[0])
+    s_ys, s_xs = _pixels_of(swd, report.COLORS[0])
     assert s_xs.min() == pytest.approx(left, abs=4) and s_ys[s_xs == s_xs.min()].mean() < s_ys.mean()
 
 
 def test_a_log_without_values_says_so_instead_of_drawing(tmp_path):
     out_swd = tmp_path / "swd.png"
-    plots.training_curves(_log(tmp_path / "log.csv", [_tick(0, "", "", "")]), tmp_path / "l.png", out_swd)
+    report.training_curves(_log(tmp_path / "log.csv", [_tick(0, "", "", "")]), tmp_path / "l.png", out_swd)
     swd = np.asarray(Image.open(out_swd).convert("RGB"))
-    assert _pixels_of(swd, plots.COLORS[0])[0].size == 0
-    assert plots.training_curves(_log(tmp_path / "empty.csv", []), tmp_path / "l2.png", tmp_path / "s2.png") == 0
+    assert _pixels_of(swd, report.COLORS[0])[0].size == 0
+    assert report.training_curves(_log(tmp_path / "empty.csv", []), tmp_path / "l2.png", tmp_path / "s2.png") == 0
 
 
 def test_score_histogram_splits_kept_from_dropped(tmp_path):
@@ -86,16 +86,16 @@ def test_score_histogram_splits_kept_from_dropped(tmp_path):
     write_tsv(tmp_path / "rank.tsv", rank, ["image", "path", "score", "rank", "reason", "detail"])
     write_tsv(tmp_path / "keep.tsv", ({"image": f"i{k:02d}"} for k in range(3, 18)), ["image"])
     out = tmp_path / "scores.png"
-    counts = plots.score_histogram(tmp_path / "rank.tsv", out, keep_tsv=tmp_path / "keep.tsv", title="Round 1")
+    counts = report.score_histogram(tmp_path / "rank.tsv", out, keep_tsv=tmp_path / "keep.tsv", title="Round 1")
     assert counts == {"kept": 15, "dropped": 5, "unscored": 1}
     image = np.asarray(Image.open(out).convert("RGB"))
-    _, kept_xs = _pixels_of(image, plots.KEPT)
-    _, dropped_xs = _pixels_of(image, plots.DROPPED)
+    _, kept_xs = _pixels_of(image, report.KEPT)
+    _, dropped_xs = _pixels_of(image, report.DROPPED)
     # orange bars at both ends only, blue ones in the middle only
     assert dropped_xs.min() < kept_xs.min() and dropped_xs.max() > kept_xs.max()
     assert not ((dropped_xs > kept_xs.min()) & (dropped_xs < kept_xs.max())).any()
     # without a keep list every scored image counts as kept
-    assert plots.score_histogram(tmp_path / "rank.tsv", tmp_path / "all.png")["dropped"] == 0
+    assert report.score_histogram(tmp_path / "rank.tsv", tmp_path / "all.png")["dropped"] == 0
 
 
 class _Rows(HTMLParser):
@@ -122,7 +122,7 @@ def test_funnel_page_lists_stages_and_reasons_escaped(tmp_path):
             {"stage": "selected", "dropped_reason": "rating_e", "dropped": 30},
             {"stage": "selected", "dropped_reason": "<b>odd</b>", "dropped": 20}, {"stage": "final", "count": 50}]
     write_tsv(tmp_path / "funnel.tsv", rows, ["stage", "count", "dropped_reason", "dropped"])
-    assert plots.funnel_page(tmp_path / "funnel.tsv", tmp_path / "funnel.html") == 3
+    assert report.funnel_page(tmp_path / "funnel.tsv", tmp_path / "funnel.html") == 3
     text = (tmp_path / "funnel.html").read_text()
     assert "<b>odd</b>" not in text and "&lt;b&gt;odd&lt;/b&gt;" in text
     parsed = _Rows()
@@ -135,7 +135,7 @@ def test_funnel_page_lists_stages_and_reasons_escaped(tmp_path):
 def test_video_page_carries_the_exact_video(tmp_path):
     data = bytes(range(256)) * 40
     (tmp_path / "walk.mp4").write_bytes(data)
-    assert plots.video_page(tmp_path / "walk.mp4", tmp_path / "walk.html", title="A & B") == len(data)
+    assert report.video_page(tmp_path / "walk.mp4", tmp_path / "walk.html", title="A & B") == len(data)
     text = (tmp_path / "walk.html").read_text()
     uri = re.search(r'<video[^>]* src="data:video/mp4;base64,([^"]+)"', text).group(1)
     assert base64.b64decode(uri) == data

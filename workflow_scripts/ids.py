@@ -1,4 +1,4 @@
-"""Adapter for rule select: metadata or a plain folder -> ids/{shard}.tsv."""
+"""Adapter for rule ids: metadata or a plain folder -> ids/{shard}.tsv."""
 from pathlib import Path
 
 from ganflow import ids

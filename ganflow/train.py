@@ -1,0 +1,357 @@
+"""The training stage: runs the Trainer (trainer.py) to total_kimg in a run directory of
+snapshots, per-tick logs, fakes grids and TensorBoard events, resumes from it after a
+kill, refuses to resume under another architecture or dataset, and exports the result.
+
+Kept apart from the step maths (trainer.py, losses.py) and from the exported weights'
+format (weights.py), which the stages after training load without importing this.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+from tensorflow.core.framework import summary_pb2
+
+from ganflow import networks, samples, weights
+from ganflow import swd as swd_lib
+from ganflow.runlog import SetupError, progress
+from ganflow.tables import atomic_open, atomic_path, write_tsv
+from ganflow.train_config import TrainConfig
+from ganflow.trainer import Trainer, make_strategy, step_batches
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_RE = re.compile(r"^snapshot-(\d{12})$")
+LOG_COLUMNS = ["kimg", "tick", "step", "seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec",
+               "loss_g", "loss_d", "r1", "d_real", "d_fake", "augment_p", "swd", "frame"]
+
+
+def dataset_fingerprint(dataset_dir: str | os.PathLike) -> str:
+    """sha256 of dataset.json: it lists every shard's hash, so equal means equal data."""
+    path = Path(dataset_dir) / "dataset.json"
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise SetupError(f"cannot read {path} ({e.strerror}); build the dataset first") from e
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+# ----- run directory: snapshots, log, frames --------------------------------------------
+
+
+def _snapshots(run_dir: Path) -> list[Path]:
+    """Complete snapshots, oldest first. One is written under a temporary name and only
+    renamed once its meta.json is on disk, so a killed write is never picked up."""
+    root = run_dir / "snapshots"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if SNAPSHOT_RE.match(p.name) and (p / "meta.json").is_file())
+
+
+def _save_snapshot(trainer: Trainer, run_dir: Path, meta: dict, keep: int) -> Path:
+    root = run_dir / "snapshots"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"snapshot-{meta['nimg']:012d}"
+    tmp = root / f".partial-{meta['nimg']:012d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.checkpoint.write(str(tmp / "ckpt"))
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    weights.fsync_tree(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    for old in _snapshots(run_dir)[:-max(keep, 1)]:
+        shutil.rmtree(old)
+    return final
+
+
+def _architecture_changes(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    return [f"{k} {saved.get(k)} -> {v}" for k, v in cfg.architecture().items() if saved.get(k) != v]
+
+
+def _check_resume(meta: dict, cfg: TrainConfig, fingerprint: str, snapshot: Path, run_dir: Path) -> list[str]:
+    """Refuse a snapshot of another architecture or dataset; list other changed settings."""
+    arch = _architecture_changes(meta["architecture"], cfg)
+    if arch:
+        raise SetupError(
+            f"cannot resume from {snapshot}: it has a different architecture ({', '.join(arch)}); "
+            f"delete {run_dir} to start afresh, or keep the old settings")
+    if meta["dataset_fingerprint"] != fingerprint:
+        raise SetupError(
+            f"cannot resume from {snapshot}: it was trained on a different dataset (fingerprint "
+            f"{meta['dataset_fingerprint'][:12]} -> {fingerprint[:12]}); delete {run_dir} to start afresh, "
+            f"or train in a new run directory with init_from={run_dir} to fine-tune on the new data")
+    now = json.loads(json.dumps(cfg.to_dict()))  # as stored: resolution keys become strings
+    return [f"{k} {v!r} -> {now.get(k)!r}" for k, v in meta["config"].items() if now.get(k) != v]
+
+
+def _transfer_source(path: Path) -> tuple[Path, dict[str, Any]]:
+    """init_from may name a run directory (newest snapshot), a snapshot, or an export."""
+    if (path / "generator" / "generator.json").is_file():
+        arch = {**weights.read_json(path / "discriminator" / "discriminator.json")["architecture"],
+                **weights.read_json(path / "generator" / "generator.json")["architecture"]}
+        return path, arch
+    if (path / "meta.json").is_file():
+        return path, weights.read_json(path / "meta.json")["architecture"]
+    snaps = _snapshots(path)
+    if not snaps:
+        raise SetupError(f"init_from={path} holds no snapshot or exported generator; point it at a "
+                         f"finished run's directory, one of its snapshots, or its export directory")
+    return snaps[-1], weights.read_json(snaps[-1] / "meta.json")["architecture"]
+
+
+def _read_log(path: Path) -> list[dict[str, str]]:
+    """Rows of a per-tick log; a line cut short by a kill is dropped (it is re-made)."""
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    good = []
+    for row in rows:
+        try:
+            float(row["kimg"])
+        except (TypeError, ValueError, KeyError):
+            continue
+        if None not in row.values() and len(row) == len(LOG_COLUMNS):
+            good.append(row)
+    return good
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    with atomic_open(path) as fh:
+        writer = csv.DictWriter(fh, LOG_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _append_log(path: Path, row: dict) -> None:
+    with open(path, "a", encoding="utf-8", newline="") as fh:
+        csv.DictWriter(fh, LOG_COLUMNS, lineterminator="\n").writerow(row)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _save_grid(images: np.ndarray, cols: int, rows: int, cell_px: int, path: Path) -> None:
+    u8 = networks.to_uint8(images)
+    _, h, w, _ = u8.shape
+    img = Image.fromarray(samples.tile(u8, cols))
+    if h > cell_px:
+        img = img.resize((cols * cell_px, rows * round(cell_px * h / w)), Image.LANCZOS)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def _tb_metadata(plugin: str, data_class: int) -> summary_pb2.SummaryMetadata:
+    meta = summary_pb2.SummaryMetadata(data_class=data_class)
+    meta.plugin_data.plugin_name = plugin
+    return meta
+
+
+def _tensorboard(writer: tf.summary.SummaryWriter, step: int, scalars: dict[str, float], frame: Path) -> None:
+    """Scalars and the fakes grid in TensorBoard's formats, through TF's own summary
+    writer, so that writing logs does not need the tensorboard package installed."""
+    scalar_md = _tb_metadata("scalars", summary_pb2.DATA_CLASS_SCALAR)
+    with writer.as_default(step=step):
+        for key, value in scalars.items():
+            tf.summary.write(key, tf.constant(value, tf.float32), metadata=scalar_md)
+        with Image.open(frame) as img:
+            size = img.size
+        image = tf.constant([str(size[0]), str(size[1]), frame.read_bytes()])
+        tf.summary.write("fakes", image, metadata=_tb_metadata("images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE))
+    writer.flush()
+
+
+def _frame_name(nimg: int) -> str:
+    return f"fakes-{nimg / 1000:010.3f}.png"
+
+
+def _image_stream(dataset: tf.data.Dataset, resolution: int) -> tf.data.Dataset:
+    """Single images from a dataset of images or of batches, checked against the model."""
+    spec = dataset.element_spec
+    if not isinstance(spec, tf.TensorSpec) or spec.shape.rank not in (3, 4):
+        raise SetupError(f"the training dataset must yield image tensors [H, W, 3] or batches "
+                         f"[N, H, W, 3]; it yields {spec}")
+    if spec.shape.rank == 4:
+        dataset = dataset.unbatch()
+        spec = dataset.element_spec
+    if not spec.shape.is_compatible_with([resolution, resolution, 3]) or spec.dtype != tf.float32:
+        raise SetupError(f"the training dataset yields {spec.dtype.name} images of shape {spec.shape} but "
+                         f"the model needs float32 [{resolution}, {resolution}, 3]; rebuild the "
+                         f"dataset at that resolution or change `resolution`")
+    return dataset
+
+
+def _swd_reference(images: tf.data.Dataset, cfg: TrainConfig) -> list[np.ndarray]:
+    batches = (b.numpy() for b in images.take(cfg.swd_images).batch(64))
+    return swd_lib.descriptors_from_batches(batches, cfg.swd_patches, seed=cfg.seed)
+
+
+def _swd_now(trainer: Trainer, reference: list[np.ndarray], cfg: TrainConfig) -> dict[str, float]:
+    n = sum(len(d) for d in reference[:1]) // cfg.swd_patches
+    z = np.random.default_rng(cfg.seed + 1).standard_normal((n, cfg.z_dim)).astype(np.float32)
+    batches = (trainer.sample(z[i:i + 64]) for i in range(0, n, 64))
+    fake = swd_lib.descriptors_from_batches(batches, cfg.swd_patches, seed=cfg.seed + 1)
+    return swd_lib.swd(reference, fake, seed=cfg.seed)
+
+
+def _export(trainer: Trainer, meta: dict, rows: list[dict], run_dir: Path, out_dir: Path) -> None:
+    """The exported networks, and the frames and log of the run (the rule's outputs)."""
+    weights.write_export(out_dir, trainer.G_ema, trainer.D,
+                         {k: meta[k] for k in ("nimg", "kimg", "dataset_fingerprint", "config")})
+    frames = out_dir / "frames"
+    frames.mkdir(parents=True, exist_ok=True)
+    wanted = {row["frame"] for row in rows}
+    for stale in frames.iterdir():
+        if stale.name not in wanted:
+            stale.unlink()
+    for name in sorted(wanted):
+        with atomic_path(frames / name) as tmp:
+            shutil.copyfile(run_dir / "frames" / name, tmp)
+    write_tsv(out_dir / "frames.tsv", ({"kimg": row["kimg"], "path": frames / row["frame"]} for row in rows),
+              ["kimg", "path"])
+    _write_log(out_dir / "log.csv", rows)
+
+
+# ----- the training run -------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig, dataset: tf.data.Dataset, dataset_fingerprint: str, run_dir: str | os.PathLike,
+          out_dir: str | os.PathLike, *, init_from: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train until total_kimg, resuming from run_dir's newest snapshot if there is one.
+
+    run_dir (snapshots, running log, frames, TensorBoard) must lie outside the rule's
+    declared outputs; out_dir receives the exports. init_from only applies to a fresh
+    run: a resumed run continues its own weights.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    images = _image_stream(dataset, cfg.resolution)
+    trainer = Trainer(cfg, make_strategy(cfg.devices))
+    for partial_dir in (run_dir / "snapshots").glob(".partial-*"):
+        shutil.rmtree(partial_dir, ignore_errors=True)
+    log_path, frames_dir = run_dir / "log.csv", run_dir / "frames"
+    snaps = _snapshots(run_dir)
+    resumed_from = transferred_from = None
+    if snaps:
+        meta = weights.read_json(snaps[-1] / "meta.json")
+        changes = _check_resume(meta, cfg, dataset_fingerprint, snaps[-1], run_dir)
+        trainer.restore(str(snaps[-1] / "ckpt"))
+        trainer.g_opt.learning_rate = float(cfg.at_resolution("g_lr"))
+        trainer.d_opt.learning_rate = float(cfg.at_resolution("d_lr"))
+        resumed_from = snaps[-1]
+        log.info("resuming %s at kimg %.3f%s", run_dir, meta["kimg"],
+                 f" with changed settings: {'; '.join(changes)}" if changes else "")
+        if init_from is not None:
+            log.info("init_from=%s ignored: %s continues its own snapshot", init_from, run_dir)
+        rows = [r for r in _read_log(log_path) if float(r["kimg"]) <= meta["kimg"] + 1e-9]
+    else:
+        rows = []
+        shutil.rmtree(frames_dir, ignore_errors=True)
+        if init_from is not None:
+            source, arch = _transfer_source(Path(init_from))
+            changed = _architecture_changes(arch, cfg)
+            if changed:
+                raise SetupError(f"cannot initialise from {source}: its architecture differs "
+                                 f"({', '.join(changed)}); transfer needs identical networks")
+            trainer.load_networks(source)
+            transferred_from = source
+            log.info("initialised %s from %s", run_dir, source)
+    _write_log(log_path, rows)
+    for stale in frames_dir.glob("*.png") if frames_dir.is_dir() else []:
+        if stale.name not in {r["frame"] for r in rows}:
+            stale.unlink()
+
+    batches = step_batches(images, trainer)
+    reference = _swd_reference(images, cfg)
+    cols, grid_rows = cfg.grid
+    grid_z = np.random.default_rng(cfg.seed).standard_normal((cols * grid_rows, cfg.z_dim)).astype(np.float32)
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
+    total_nimg = int(round(cfg.total_kimg * 1000))
+    nimg = int(trainer.nimg.numpy())
+    seconds = float(rows[-1]["seconds"]) if rows else 0.0
+    tick = int(rows[-1]["tick"]) if rows else 0
+    start_kimg = nimg / 1000
+    last_swd = None
+
+    def meta_now() -> dict:
+        return {"nimg": nimg, "kimg": nimg / 1000, "d_steps": int(trainer.d_steps.numpy()),
+                "dataset_fingerprint": dataset_fingerprint, "architecture": cfg.architecture(),
+                "architecture_fingerprint": _digest(cfg.architecture()), "config": cfg.to_dict(),
+                "config_fingerprint": _digest(cfg.to_dict()), "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    def finish_tick(stats: dict[str, float], step_seconds: float, tick_imgs: int, tick_begun: float,
+                    with_swd: bool) -> dict:
+        nonlocal last_swd
+        frame = _frame_name(nimg)
+        _save_grid(trainer.sample(grid_z), cols, grid_rows, cfg.grid_cell_px, frames_dir / frame)
+        scores = _swd_now(trainer, reference, cfg) if with_swd else {}
+        if scores:
+            last_swd = scores["swd"]
+        row = {"kimg": f"{nimg / 1000:.3f}", "tick": tick, "step": int(trainer.d_steps.numpy()) // cfg.d_repeats,
+               "seconds": f"{seconds:.2f}", "sec_per_tick": f"{time.perf_counter() - tick_begun:.2f}",
+               "sec_per_kimg": f"{step_seconds / (tick_imgs / 1000):.3f}" if tick_imgs else "",
+               "images_per_sec": f"{tick_imgs / step_seconds:.2f}" if tick_imgs else "",
+               "augment_p": f"{float(trainer.augment_p.numpy()):.4f}",
+               "swd": f"{scores['swd']:.4f}" if scores else "", "frame": frame}
+        for key in ("loss_g", "loss_d", "r1", "d_real", "d_fake"):
+            row[key] = f"{stats[key]:.5f}" if key in stats else ""
+        _append_log(log_path, row)
+        scalars = {**stats, **scores}
+        if row["sec_per_kimg"]:
+            scalars["sec_per_kimg"] = float(row["sec_per_kimg"])
+        _tensorboard(writer, nimg, scalars, frames_dir / frame)
+        rows.append(row)
+        return row
+
+    if not rows:
+        finish_tick({}, 0.0, 0, time.perf_counter(), with_swd=True)
+    snapshot = snaps[-1] if snaps else None
+    bar = progress(total=cfg.total_kimg, initial=round(nimg / 1000, 3), unit="kimg", dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]{postfix}",
+                   disable=nimg >= total_nimg)
+    tick_nimg, tick_begun, step_seconds = nimg, time.perf_counter(), 0.0
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    while nimg < total_nimg:
+        t0 = time.perf_counter()
+        stats = trainer.train_step(batches)
+        elapsed = time.perf_counter() - t0
+        step_seconds += elapsed
+        seconds += elapsed
+        for key, value in stats.items():
+            sums[key] = sums.get(key, 0.0) + value
+            counts[key] = counts.get(key, 0) + 1
+        new_nimg = int(trainer.nimg.numpy())
+        bar.update(min(new_nimg, total_nimg) / 1000 - bar.n)
+        bar.set_postfix(loss_g=f"{stats['loss_g']:.3f}", loss_d=f"{stats['loss_d']:.3f}", refresh=False)
+        nimg = new_nimg
+        if nimg >= tick_nimg + cfg.tick_kimg * 1000 or nimg >= total_nimg:
+            tick += 1
+            snapshot_due = tick % cfg.snapshot_ticks == 0 or nimg >= total_nimg
+            means = {k: sums[k] / counts[k] for k in sums}
+            finish_tick(means, step_seconds, nimg - tick_nimg, tick_begun, with_swd=snapshot_due)
+            if snapshot_due:
+                snapshot = _save_snapshot(trainer, run_dir, meta_now(), cfg.keep_snapshots)
+            tick_nimg, tick_begun, step_seconds, sums, counts = nimg, time.perf_counter(), 0.0, {}, {}
+    bar.close()
+    if snapshot is None or weights.read_json(snapshot / "meta.json")["nimg"] != nimg:
+        snapshot = _save_snapshot(trainer, run_dir, meta_now(), cfg.keep_snapshots)
+    _export(trainer, meta_now(), rows, run_dir, out_dir)
+    return {"kimg": nimg / 1000, "start_kimg": start_kimg, "ticks": tick, "snapshot": str(snapshot),
+            "resumed_from": str(resumed_from) if resumed_from else None,
+            "init_from": str(transferred_from) if transferred_from else None, "swd": last_swd}

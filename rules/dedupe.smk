@@ -1,0 +1,21 @@
+# Kept crops of every shard -> global near-duplicate clusters, and each shard's slice.
+# A checkpoint: once it has run, each images job is re-checked against its own slice.
+
+
+checkpoint dedupe:
+    input:
+        expand(f"{R}/clean/{{shard}}.tsv", shard=SHARDS),
+    output:
+        clusters=f"{R}/dedupe.tsv",
+        shards=expand(f"{R}/dedupe/{{shard}}.tsv", shard=SHARDS),
+    log:
+        f"{LOGS}/dedupe.log",
+    benchmark:
+        f"{LOGS}/dedupe.bench.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        threshold=config["dedupe"]["threshold"],
+        code=code_digest("dedupe"),
+    script:
+        adapter("dedupe")

@@ -1,0 +1,30 @@
+# The paper's five figures from the last round's EMA generator, one job each.
+
+
+rule figures:
+    input:
+        generator=f"{FINAL}/generator",
+        discriminator=f"{FINAL}/discriminator",
+    output:
+        report(
+            f"{R}/figures/{{figure}}.png",
+            caption="../report/figures.rst",
+            category="5. Figures",
+        ),
+    log:
+        f"{LOGS}/figures/{{figure}}.log",
+    benchmark:
+        f"{LOGS}/figures/{{figure}}.bench.tsv"
+    wildcard_constraints:
+        figure="|".join(FIGURE_NAMES),
+    conda:
+        CONDA_ENV
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        figures=section("figures"),
+        psi=config["psi"],
+        code=code_digest("figures"),
+    script:
+        adapter("figures")

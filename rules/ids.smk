@@ -1,0 +1,25 @@
+# Metadata (or a plain folder) -> selected ids, one list per shard.
+# A checkpoint: once it has run, each faces job is re-checked against its own shard list.
+
+
+checkpoint ids:
+    input:
+        metadata_files(),
+    output:
+        ids=expand(f"{R}/ids/{{shard}}.tsv", shard=SHARDS),
+        rejected=f"{R}/ids/rejected.tsv",
+        summary=f"{R}/ids/summary.json",
+    log:
+        f"{LOGS}/ids.log",
+    benchmark:
+        f"{LOGS}/ids.bench.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        source=section("source"),
+        filters=section("select"),
+        shards=config["shards"],
+        listing=source_listing(),
+        code=code_digest("ids"),
+    script:
+        adapter("ids")

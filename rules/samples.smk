@@ -1,0 +1,29 @@
+# Samples from the last round's EMA generator: a PNG per seed and a grid.
+
+
+rule samples:
+    input:
+        generator=f"{FINAL}/generator",
+        discriminator=f"{FINAL}/discriminator",
+    output:
+        seeds=directory(f"{R}/samples/seeds"),
+        grid=report(
+            f"{R}/samples/grid.png",
+            caption="../report/samples.rst",
+            category="4. Samples",
+        ),
+    log:
+        f"{LOGS}/samples.log",
+    benchmark:
+        f"{LOGS}/samples.bench.tsv"
+    conda:
+        CONDA_ENV
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        samples=section("samples"),
+        psi=config["psi"],
+        code=code_digest("samples"),
+    script:
+        adapter("samples")

@@ -1,0 +1,45 @@
+# The showcase videos: training progress over all rounds, and three latent walks made
+# from the last round's generator.
+
+
+rule videos_progress:
+    input:
+        expand(f"{R}/round-{{r}}/train/frames.tsv", r=ROUNDS),
+    output:
+        f"{R}/videos/training-progress.mp4",
+    log:
+        f"{LOGS}/videos/training-progress.log",
+    benchmark:
+        f"{LOGS}/videos/training-progress.bench.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        progress=canonical(config["videos"]["progress"]),
+        code=code_digest("videos_progress"),
+    script:
+        adapter("videos_progress")
+
+
+rule videos_walk:
+    input:
+        generator=f"{FINAL}/generator",
+        discriminator=f"{FINAL}/discriminator",
+    output:
+        f"{R}/videos/{{video}}.mp4",
+    log:
+        f"{LOGS}/videos/{{video}}.log",
+    benchmark:
+        f"{LOGS}/videos/{{video}}.bench.tsv"
+    wildcard_constraints:
+        video="|".join(WALK_VIDEOS),
+    conda:
+        CONDA_ENV
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        walks={k: v for k, v in section("videos").items() if k != "progress"},
+        psi=config["psi"],
+        code=code_digest("videos_walk"),
+    script:
+        adapter("videos_walk")

@@ -1,0 +1,12 @@
+"""Adapter for rule figures: one of the paper's five figures from the final generator."""
+from pathlib import Path
+
+from ganflow import figures, weights
+from ganflow.runlog import limit_threads, logged
+
+with logged(snakemake.log[0]):
+    limit_threads(snakemake.threads)
+    cfg = snakemake.params.figures
+    G, _, _ = weights.load_export(Path(snakemake.input.generator).parent)
+    figures.make_figures(G, Path(snakemake.output[0]).parent, psi=snakemake.params.psi, settings=cfg,
+                         names=[snakemake.wildcards.figure])

@@ -1,0 +1,14 @@
+"""Adapter for the rules of report.smk: logs, rankings, the funnel and videos -> report pages."""
+from ganflow import report
+from ganflow.runlog import logged
+
+with logged(snakemake.log[0]):
+    inp, out, rule = snakemake.input, snakemake.output, snakemake.rule
+    if rule == "report_curves":
+        report.training_curves(inp[0], out.losses, out.swd, title=f"Round {snakemake.wildcards.r}")
+    elif rule == "report_scores":
+        report.score_histogram(inp.rank, out[0], keep_tsv=inp.keep, title=f"Round {snakemake.wildcards.r}")
+    elif rule == "report_funnel":
+        report.funnel_page(inp[0], out[0])
+    else:
+        report.video_page(inp[0], out[0], title=snakemake.wildcards.video.replace("-", " ").capitalize())

@@ -384,7 +384,7 @@ def _example(row: dict, data: bytes, fmt: str, digest: bytes) -> bytes:
               "sha256": digest}
     return tf.train.Example(features=tf.train.Features(feature={
         k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])) for k, v in values.items()
-    })).SerializeToString()
+    })).SerializeToString(deterministic=True)  # map fields in key order: same rows, same bytes
 
 
 def _fields(record: bytes) -> dict[str, bytes]:

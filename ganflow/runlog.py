@@ -4,6 +4,7 @@ errors shown as their one sentence instead of a traceback."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -85,11 +86,23 @@ def logged(log_file: str | Path | None) -> Iterator[logging.Logger]:
     for h in handlers:
         h.setFormatter(fmt)
         root.addHandler(h)
+    log = logging.getLogger("ganflow")
     try:
-        yield logging.getLogger("ganflow")
+        yield log
     except SetupError as exc:
-        logging.getLogger("ganflow").error("%s", exc)
+        log.error("%s", exc)
         sys.exit(f"ERROR: {exc}")
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            log.exception("failed: %s", exc)
+            raise
+        message = (f"the disk is full: no space left to write {exc.filename or 'an output'}; free space "
+                   "there and run the same command again (nothing half-written was kept)")
+        log.error("%s", message)
+        sys.exit(f"ERROR: {message}")
+    except Exception as exc:  # anything else: the rule's log must still say why
+        log.exception("failed: %s", exc)
+        raise
     finally:
         for h in handlers:
             root.removeHandler(h)

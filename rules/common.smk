@@ -69,14 +69,30 @@ def section(name):
 
 
 def metadata_files():
-    """The configured metadata files (globs allowed) under source.root; none for a folder."""
+    """The configured metadata files (globs allowed) under source.root; none for a folder.
+    A root or pattern that finds nothing stops the run here, naming the key to change.
+    """
     if config["source"]["kind"] != "danbooru":
         return []
     root = config["source"]["root"]
+    if not IS_DEMO and not _Path(root).is_dir():
+        raise WorkflowError(
+            f"config key source.root: {root} is not a directory; point it at your mirror"
+        )
     files = []
-    for pattern in config["source"].get("metadata", []):
+    for pattern in config["source"]["metadata"]:
         full = f"{root}/{pattern}"
-        files.extend(sorted(_glob.glob(full)) if _glob.has_magic(full) else [full])
+        found = sorted(_glob.glob(full)) if _glob.has_magic(full) else [full]
+        if not IS_DEMO and not any(_Path(f).is_file() for f in found):
+            raise WorkflowError(
+                f"config key source.metadata: {pattern!r} matches no file under {root}; "
+                "fix the pattern or source.root"
+            )
+        files.extend(found)
+    if not files:
+        raise WorkflowError(
+            "config key source.metadata is empty: list the metadata files of a danbooru source"
+        )
     return files
 
 
@@ -86,7 +102,12 @@ def source_listing():
     """
     if IS_DEMO:
         return ""
-    return _ids.source_listing(config["source"]["root"], config["source"]["kind"])
+    root = config["source"]["root"]
+    if not _Path(root).is_dir():
+        raise WorkflowError(
+            f"config key source.root: {root} is not a directory; point it at your images"
+        )
+    return _ids.source_listing(root, config["source"]["kind"])
 
 
 def shard_sources(wildcards):

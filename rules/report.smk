@@ -52,6 +52,7 @@ rule report_scores:
     conda:
         CONDA_ENV
     params:
+        rank=section("rank"),  # the caption quotes the shares
         code=code_digest("report"),
     script:
         adapter("report")

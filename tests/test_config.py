@@ -81,3 +81,13 @@ def test_one_truncation_key():
     cfg["samples"]["psi"] = 0.5
     with pytest.raises(ConfigError, match="samples.psi is not known"):
         validate(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "../x", ""])
+def test_dataset_name_cannot_leave_results(name):
+    cfg = _demo()
+    cfg["dataset"] = name
+    with pytest.raises(ConfigError, match="config key dataset"):
+        validate(cfg, SCHEMA)
+    cfg["dataset"] = "my-set_2.v1"
+    validate(cfg, SCHEMA)

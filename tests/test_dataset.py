@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +165,20 @@ def test_order_is_deterministic_per_seed(tmp_path, tiles):
     assert a["ids"] != sorted(a["ids"])  # shuffled, not in id order
     # byte-identical output for identical input: nothing downstream reruns
     assert (tmp_path / "a" / "dataset.json").read_bytes() == (tmp_path / "b" / "dataset.json").read_bytes()
+
+
+def test_packing_twice_in_two_processes_gives_the_same_bytes(tmp_path, tiles):
+    """Protobuf map order differs between processes; the shards and dataset.json must not."""
+    manifests, _ = _sources(tmp_path, tiles[:12])
+    code = ("import sys; from pathlib import Path; from ganflow import dataset; "
+            "dataset.pack(sys.argv[2:], Path(sys.argv[1]), shards=2, seed=0)")
+    digests = []
+    for n in range(2):
+        out = tmp_path / f"pack{n}"
+        env = {**os.environ, "PYTHONHASHSEED": str(n + 1)}
+        subprocess.run([sys.executable, "-c", code, str(out), *map(str, manifests)], check=True, env=env)
+        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())})
+    assert len(digests[0]) >= 3 and digests[0] == digests[1]
 
 
 def test_verify_detects_a_tampered_shard(tmp_path, tiles):

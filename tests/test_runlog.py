@@ -1,10 +1,14 @@
-"""Job logging: progress bars stay readable in log files (no carriage-return floods)."""
+"""Job logging: progress bars stay readable in log files (no carriage-return floods), and the
+log of a failed job always says why."""
 
 from __future__ import annotations
 
+import errno
 import io
 
-from ganflow.runlog import progress
+import pytest
+
+from ganflow.runlog import SetupError, logged, progress
 
 
 class _Terminal(io.StringIO):
@@ -31,3 +35,29 @@ def test_progress_on_a_terminal_redraws_in_place():
     for _ in progress(range(100), desc="rank", file=tty, mininterval=0):
         pass
     assert "\r" in tty.getvalue()
+
+
+def test_a_failed_job_log_always_says_why(tmp_path):
+    log_file = tmp_path / "job.log"
+    with pytest.raises(KeyError):
+        with logged(log_file):
+            {}["missing_column"]
+    text = log_file.read_text()
+    assert "failed: 'missing_column'" in text and "Traceback" in text and "KeyError" in text
+
+
+def test_a_full_disk_is_one_sentence(tmp_path):
+    log_file = tmp_path / "job.log"
+    with pytest.raises(SystemExit) as stop:
+        with logged(log_file):
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.tsv"))
+    assert "disk is full" in str(stop.value) and "out.tsv" in str(stop.value)
+    assert "disk is full" in log_file.read_text() and "Traceback" not in log_file.read_text()
+
+
+def test_setup_errors_stay_one_sentence(tmp_path):
+    log_file = tmp_path / "job.log"
+    with pytest.raises(SystemExit, match="ERROR: config key x is wrong"):
+        with logged(log_file):
+            raise SetupError("config key x is wrong")
+    assert "Traceback" not in log_file.read_text()

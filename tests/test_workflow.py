@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from ganflow.tables import read_tsv
-from workflow import jobs_planned, snakemake, tiny_config
+from workflow import REPO, jobs_planned, snakemake, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +117,38 @@ def test_every_junk_kind_meets_its_reason(demo_run):
     assert len(malformed) == len(kinds["malformed"])
 
 
+def _outputs(results: Path) -> dict[str, bytes]:
+    """Every stage's output under results/demo (the generated mirror aside), by relative path."""
+    return {p.relative_to(results).as_posix(): p.read_bytes() for p in sorted(results.rglob("*"))
+            if p.is_file() and not p.relative_to(results).as_posix().startswith("mirror/")}
+
+
+@pytest.mark.slow
+def test_killed_run_recovers_with_the_documented_commands(demo_run, tmp_path, cascade_path):
+    """kill -9 of snakemake and its jobs mid-run (a lost login node); then only what the README
+    says: the same command (refused: locked), `snakemake --unlock`, the same command. The result
+    equals the uninterrupted run's, byte for byte. (Runs before the test below edits demo_run.)"""
+    reference, _ = demo_run
+    tiny_config(tmp_path, cascade_path)
+    shutil.copyfile(reference / "cascade.xml", tmp_path / "cascade.xml")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile",
+           str(tmp_path / "config.yaml"), "--directory", str(tmp_path), "--cores", "2", "data"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "results/demo/faces").glob("*.tsv")):  # mid-run: faces under way
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    time.sleep(random.uniform(0, 1.5))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    again = snakemake(tmp_path, "data", check=False)
+    assert again.returncode != 0 and "--unlock" in again.stderr  # Snakemake's own advice
+    snakemake(tmp_path, "--unlock")
+    snakemake(tmp_path, "data")
+    assert _outputs(tmp_path / "results/demo") == _outputs(reference / "results/demo")
+    assert jobs_planned(tmp_path, "data") == {}
+
+
 def test_rerun_only_what_changed(demo_run):
     wd, _ = demo_run
     assert jobs_planned(wd, "data") == {}, "a second run right after a complete one must have nothing to do"
@@ -138,3 +176,34 @@ def test_bad_config_stops_before_any_job(tmp_path, cascade_path):
     assert proc.returncode != 0
     assert "config key faces.min_sise is not known" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def _reversed_keys(value):
+    """The same config with every mapping's keys in reverse order."""
+    if isinstance(value, dict):
+        return {k: _reversed_keys(value[k]) for k in reversed(list(value))}
+    return value
+
+
+def test_reordered_config_keys_rerun_nothing(demo_run):
+    wd, _ = demo_run
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    (wd / "reordered.yaml").write_text(yaml.safe_dump(_reversed_keys(cfg), sort_keys=False))
+    assert jobs_planned(wd, "data", "--configfile", str(wd / "reordered.yaml")) == {}
+
+
+def test_a_moved_or_missing_source_is_not_silently_reused(demo_run, tmp_path):
+    wd, _ = demo_run
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    moved = wd / "moved.yaml"
+    moved.write_text(yaml.safe_dump({**cfg, "source": {**cfg["source"], "root": "no/such/mirror"}}))
+    proc = snakemake(wd, "data", "--configfile", str(moved), "--dry-run", check=False)
+    assert proc.returncode != 0 and "config key source.root: no/such/mirror is not a directory" in proc.stderr
+    moved.write_text(yaml.safe_dump({**cfg, "source": {**cfg["source"], "metadata": ["metadata/posts-20*.jsonl"]}}))
+    proc = snakemake(wd, "data", "--configfile", str(moved), "--dry-run", check=False)
+    assert proc.returncode != 0 and "config key source.metadata: 'metadata/posts-20*.jsonl' matches no file" in proc.stderr
+    # the same files in another place are another source: ids (and what follows) rerun
+    copy = tmp_path / "mirror"
+    shutil.copytree(wd / "results/demo/mirror", copy)
+    moved.write_text(yaml.safe_dump({**cfg, "source": {**cfg["source"], "root": str(copy)}}))
+    assert "ids" in jobs_planned(wd, "data", "--configfile", str(moved))

@@ -17,7 +17,11 @@ import keras
 import tensorflow as tf
 
 from ganflow import networks
+from ganflow.imaging import sha256_file
 from ganflow.runlog import SetupError
+from ganflow.tables import atomic_open
+
+MANIFEST = "export.json"
 
 
 def read_json(path: Path) -> dict:
@@ -56,6 +60,17 @@ def write_export(out_dir: Path, G: networks.Generator, D: networks.Discriminator
                    "ws_resolutions": networks.ws_resolutions(G.resolution),
                    "style_groups": networks.style_groups(G.resolution)})
     write_network(out_dir / "discriminator", "discriminator", D, {**info, "architecture": D.architecture})
+    write_manifest(out_dir)
+
+
+def write_manifest(out_dir: Path) -> None:
+    """export.json, written last: the sha256 of every exported file. Later stages declare it
+    as their input instead of the two directories, which Snakemake cannot checksum (it would
+    judge them by the newest mtime inside, so a touch or a copy would rerun everything)."""
+    files = {f"{key}/{f.name}": sha256_file(f) for key in ("generator", "discriminator")
+             for f in sorted((out_dir / key).iterdir())}
+    with atomic_open(out_dir / MANIFEST) as fh:
+        json.dump({"files": files}, fh, indent=1, sort_keys=True)
 
 
 def read_network(out_dir: Path, key: str, net: keras.layers.Layer) -> None:

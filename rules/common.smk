@@ -43,6 +43,9 @@ FIGURE_NAMES = [
 WALK_VIDEOS = ["interpolation-grid", "style-mixing-coarse", "style-mixing-fine"]
 VIDEOS = ["training-progress"] + WALK_VIDEOS
 FINAL = f"{R}/round-{config['rounds']}/train"
+# A finished run's exported networks, as later stages declare them: export.json carries the
+# sha256 of every exported file, so these stages rerun by content (never by mtime).
+FINAL_EXPORT = f"{FINAL}/export.json"
 TRAIN_INIT = config["train"].get("init_from")
 
 REPORT_PAGES = (
@@ -147,8 +150,13 @@ def init_inputs(wildcards):
     """What init_from reads, so that a retrained earlier round retrains this one."""
     r = int(wildcards.r)
     if r > 1:
-        return [f"{R}/round-{r - 1}/train/generator"]
-    return [TRAIN_INIT] if TRAIN_INIT else []
+        return [f"{R}/round-{r - 1}/train/export.json"]
+    if not TRAIN_INIT:
+        return []
+    manifest = (
+        _Path(TRAIN_INIT) / "export.json"
+    )  # a run's export: by content, not mtime
+    return [str(manifest) if manifest.is_file() else TRAIN_INIT]
 
 
 def train_params():
@@ -170,7 +178,7 @@ def get_final_output():
     last is ranked for the next one, then samples, figures, videos and report pages."""
     return (
         data_targets()
-        + expand(f"{R}/round-{{r}}/train/generator", r=ROUNDS)
+        + expand(f"{R}/round-{{r}}/train/export.json", r=ROUNDS)
         + expand(f"{R}/round-{{r}}/keep.tsv", r=ROUNDS[1:])
         + [f"{R}/samples/grid.png"]
         + expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES)

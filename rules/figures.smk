@@ -3,8 +3,7 @@
 
 rule figures:
     input:
-        generator=f"{FINAL}/generator",
-        discriminator=f"{FINAL}/discriminator",
+        export=FINAL_EXPORT,
     output:
         report(
             f"{R}/figures/{{figure}}.png",

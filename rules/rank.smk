@@ -3,8 +3,7 @@
 
 rule rank:
     input:
-        generator=f"{R}/round-{{r}}/train/generator",
-        discriminator=f"{R}/round-{{r}}/train/discriminator",
+        export=f"{R}/round-{{r}}/train/export.json",
         dataset=f"{R}/round-{{r}}/dataset/dataset.json",
         manifests=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
     output:

@@ -3,8 +3,7 @@
 
 rule samples:
     input:
-        generator=f"{FINAL}/generator",
-        discriminator=f"{FINAL}/discriminator",
+        export=FINAL_EXPORT,
     output:
         seeds=directory(f"{R}/samples/seeds"),
         grid=report(

@@ -12,6 +12,8 @@ rule train:
         discriminator=directory(f"{R}/round-{{r}}/train/discriminator"),
         log=f"{R}/round-{{r}}/train/log.csv",
         frames=f"{R}/round-{{r}}/train/frames.tsv",
+        # the sha256 of every exported file: what later stages declare as their input
+        export=f"{R}/round-{{r}}/train/export.json",
     log:
         f"{LOGS}/round-{{r}}/train.log",
     benchmark:

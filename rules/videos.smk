@@ -22,8 +22,7 @@ rule videos_progress:
 
 rule videos_walk:
     input:
-        generator=f"{FINAL}/generator",
-        discriminator=f"{FINAL}/discriminator",
+        export=FINAL_EXPORT,
     output:
         f"{R}/videos/{{video}}.mp4",
     log:

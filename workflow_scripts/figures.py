@@ -7,6 +7,6 @@ from ganflow.runlog import limit_threads, logged
 with logged(snakemake.log[0]):
     limit_threads(snakemake.threads)
     cfg = snakemake.params.figures
-    G, _, _ = weights.load_export(Path(snakemake.input.generator).parent)
+    G, _, _ = weights.load_export(Path(snakemake.input.export).parent)
     figures.make_figures(G, Path(snakemake.output[0]).parent, psi=snakemake.params.psi, settings=cfg,
                          names=[snakemake.wildcards.figure])

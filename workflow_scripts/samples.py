@@ -7,5 +7,5 @@ from ganflow.runlog import limit_threads, logged
 with logged(snakemake.log[0]):
     limit_threads(snakemake.threads)
     cfg = dict(snakemake.params.samples)
-    G, _, _ = weights.load_export(Path(snakemake.input.generator).parent)
+    G, _, _ = weights.load_export(Path(snakemake.input.export).parent)
     samples.make_samples(G, cfg.pop("seeds"), snakemake.params.psi, snakemake.output.seeds, snakemake.output.grid, **cfg)

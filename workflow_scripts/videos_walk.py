@@ -7,7 +7,7 @@ from ganflow.runlog import limit_threads, logged
 with logged(snakemake.log[0]):
     limit_threads(snakemake.threads)
     cfg, name, psi = snakemake.params.walks, snakemake.wildcards.video, snakemake.params.psi
-    G, _, _ = weights.load_export(Path(snakemake.input.generator).parent)
+    G, _, _ = weights.load_export(Path(snakemake.input.export).parent)
     if name == "interpolation-grid":
         videos.interpolation_video(G, snakemake.output[0], psi=psi, batch=cfg["batch"], **cfg["interpolation"])
     else:

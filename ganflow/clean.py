@@ -1,8 +1,10 @@
 """Clean verdicts: which crops are fit to train on, and why the others are not.
 
 Grayscale pages, flat single-colour images and tiny crops teach a GAN nothing but
-noise, so they are rejected here with a reason per crop. Kept crops also get the two
-hashes the global dedupe stage needs, so it never re-reads pixels.
+noise, so they are rejected here with a reason per crop. Kept crops also get what the
+global dedupe stage needs, so it never re-reads pixels: two hashes to find copies, and
+whether the crop looks upscaled (with the source's format and quality, carried over from
+the faces manifest) to pick the best copy.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from .runlog import progress
 from .tables import read_tsv, write_tsv
 
 CLEAN_COLUMNS = ["crop", "id", "source", "path", "box", "width", "height",
-                 "verdict", "detail", "sha256", "phash"]
+                 "verdict", "detail", "sha256", "phash", "format", "lossless", "quality", "upscaled"]
+# Below this share of detail in the top octave a crop counts as enlarged (see top_octave_share).
+UPSCALED_BELOW = 0.15
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,25 @@ def verdict(rgb: np.ndarray, p: CleanParams) -> tuple[str, str]:
     return "kept", ""
 
 
+def top_octave_share(image: Image.Image) -> float:
+    """Share of a picture's fine detail (its energy above a 4x blur) that lies in the top
+    octave (above a 2x blur). Art at its native size has ~0.25-0.5 there; enlarged 2x it has
+    ~0.1 or less, since enlarging adds no detail finer than the source's pixels. 1.0 when
+    there is no detail to judge."""
+    gray = image.convert("L")
+    w, h = gray.size
+    if min(w, h) < 8:
+        return 1.0
+    pixels = np.asarray(gray, dtype=np.float64)
+
+    def lost(factor: int) -> float:
+        blurred = gray.resize((w // factor, h // factor), Image.BOX).resize((w, h), Image.BICUBIC)
+        return float(((pixels - np.asarray(blurred, dtype=np.float64)) ** 2).sum())
+
+    total = lost(4)
+    return lost(2) / total if total else 1.0
+
+
 def pixel_sha256(image: Image.Image) -> str:
     """Hash of the decoded pixels and size: equal for byte-different files of one picture."""
     h = hashlib.sha256(f"{image.width}x{image.height}".encode())
@@ -61,8 +84,8 @@ def make_clean(faces_tsv: Path, out_tsv: Path, params: CleanParams) -> dict:
     for item in progress(read_tsv(faces_tsv), desc=f"clean {Path(faces_tsv).stem}", unit="crop", leave=False):
         if item["status"] != "face":
             continue
-        row = {k: item[k] for k in ("crop", "id", "source", "path", "box")}
-        row.update(width="", height="", detail="", sha256="", phash="")
+        row = {k: item[k] for k in ("crop", "id", "source", "path", "box", "format", "lossless", "quality")}
+        row.update(width="", height="", detail="", sha256="", phash="", upscaled="")
         try:
             image = load_srgb(item["path"])
         except ImageRejected as exc:
@@ -73,6 +96,7 @@ def make_clean(faces_tsv: Path, out_tsv: Path, params: CleanParams) -> dict:
             if row["verdict"] == "kept":
                 row["sha256"] = pixel_sha256(image)
                 row["phash"] = str(imagehash.phash(image))
+                row["upscaled"] = int(top_octave_share(image) < UPSCALED_BELOW)
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
         rows.append(row)
     write_tsv(out_tsv, rows, CLEAN_COLUMNS)

@@ -158,24 +158,24 @@ def verify(dataset_dir: str | os.PathLike) -> dict:
 
 def training_dataset(dataset_dir: str | os.PathLike, resolution: int, batch_size: int, *,
                      mirror: bool = False, shuffle_buffer: int = 2048, seed: int = 0,
-                     repeat: bool = True, dct_downscale: bool = True) -> tf.data.Dataset:
+                     repeat: bool = True, dct_downscale: bool = True, start: int = 0) -> tf.data.Dataset:
     """Batches of float32 NHWC images in [-1, 1] at `resolution`, decoded in parallel.
 
-    The shuffle buffer holds encoded records, so a large one costs little memory. With
-    `repeat` the batches are full (a static batch size for compiled training steps).
+    The order is a pure function of (seed, position in the stream), so that a resumed
+    training run reads what the killed one would have read: each pass over the data is
+    its own permutation of the records (_pass_records). `start` begins the stream at that
+    image, reading past the records before it without decoding them, and the result's
+    `resume_at(n)` is the same stream less its first n images: training resumes with it.
+    With `repeat` the stream is endless and its batches full (a static batch size for
+    compiled training steps); without, it is one pass.
     """
     dataset_dir = Path(dataset_dir)
     meta = read_meta(dataset_dir)
     decode = _decoder(meta, dataset_dir, resolution, dct_downscale)
-    files = tf.data.Dataset.from_tensor_slices([str(dataset_dir / s["file"]) for s in meta["shards"]])
-    if shuffle_buffer > 1:
-        files = files.shuffle(len(meta["shards"]), seed=seed)
-    records = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=COMPRESSION),
-                               cycle_length=min(len(meta["shards"]), 8), num_parallel_calls=tf.data.AUTOTUNE)
-    if shuffle_buffer > 1:
-        records = records.shuffle(shuffle_buffer, seed=seed)
-    if repeat:
-        records = records.repeat()
+    first_pass, offset = divmod(start, meta["count"])
+    passes = tf.data.Dataset.counter(first_pass) if repeat else tf.data.Dataset.range(first_pass, first_pass + 1)
+    files = [str(dataset_dir / s["file"]) for s in meta["shards"]]
+    records = passes.flat_map(_pass_records(files, seed, shuffle_buffer)).skip(offset)
 
     def prepare(index: tf.Tensor, record: tf.Tensor) -> tf.Tensor:
         image = decode(record)[1]
@@ -184,8 +184,44 @@ def training_dataset(dataset_dir: str | os.PathLike, resolution: int, batch_size
             image = tf.cond(coin < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
         return image / 127.5 - 1.0
 
-    images = records.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    return images.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
+    images = records.enumerate(start).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = images.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
+
+    def resume_at(n: int) -> tf.data.Dataset:
+        return training_dataset(dataset_dir, resolution, batch_size, mirror=mirror, shuffle_buffer=shuffle_buffer,
+                                seed=seed, repeat=repeat, dct_downscale=dct_downscale, start=start + n)
+
+    batches.resume_at = resume_at
+    return batches
+
+
+def _pass_records(files: list[str], seed: int, window: int) -> Callable[[tf.Tensor], tf.data.Dataset]:
+    """pass number -> that pass's encoded records: the shards in an order drawn from (seed,
+    pass), interleaved, then each run of `window` records permuted by (seed, pass, run).
+
+    Shuffling through windows rather than a shuffle buffer keeps memory at one window of
+    encoded records while making every position computable, which a resume needs.
+    `window` <= 1 reads the shards in their packed order every pass.
+    """
+    names = tf.constant(files)
+
+    def records(pass_number: tf.Tensor) -> tf.data.Dataset:
+        key = tf.stack([tf.constant(seed, tf.int64), pass_number])
+        shards = tf.random.experimental.stateless_shuffle(names, key, alg="philox") if window > 1 else names
+        out = tf.data.Dataset.from_tensor_slices(shards).interleave(
+            lambda f: tf.data.TFRecordDataset(f, compression_type=COMPRESSION), cycle_length=min(len(files), 8),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if window <= 1:
+            return out
+
+        def permute(run: tf.Tensor, block: tf.Tensor) -> tf.Tensor:
+            run_key = tf.random.experimental.stateless_fold_in(key, run)
+            return tf.gather(block, tf.random.experimental.stateless_shuffle(
+                tf.range(tf.shape(block)[0]), run_key, alg="philox"))
+
+        return out.batch(window).enumerate().map(permute).unbatch()
+
+    return records
 
 
 def iterate_images(dataset_dir: str | os.PathLike, batch_size: int,

@@ -2,8 +2,9 @@
 
 The cascade is loaded once per job (per shard), never per image: starting one
 process per image, as the usual xargs recipe does, spends most of its time loading
-OpenCV and the cascade. Crops are cut from the image after colour conversion to sRGB,
-so every later stage sees the same pixels.
+OpenCV and the cascade. Crops are cut from the image after EXIF
+orientation and colour conversion to sRGB, so every later stage sees the same pixels.
+Boxes are in that upright image's coordinates.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ import cv2
 import numpy as np
 
 from .runlog import SetupError, progress
-from .imaging import ImageRejected, load_srgb, sha256_file, to_array
+from .imaging import Encoding, ImageRejected, load_with_encoding, peek_encoding, sha256_file, to_array
 from .tables import atomic_path, read_tsv, remove_stale, write_if_changed, write_tsv
 
 log = logging.getLogger(__name__)
 
 # sha256 of each crop file makes the manifest carry its content: the clean stage reruns
-# exactly when a crop's pixels change, even if its box and score did not.
-FACE_COLUMNS = ["crop", "id", "source", "path", "box", "score", "sha256", "status", "detail"]
+# exactly when a crop's pixels change, even if its box and score did not. format, lossless
+# and quality describe the source file, so dedupe can keep the best of several copies.
+FACE_COLUMNS = ["crop", "id", "source", "path", "box", "score", "sha256", "status", "detail",
+                "format", "lossless", "quality"]
 CASCADE_SHA256 = "9376d30ac38db6bda2a68b88b3b76bbd7e6aa33af47f7f5c76bc88ca75f1ce30"
 CASCADE_URL = ("https://raw.githubusercontent.com/nagadomi/lbpcascade_animeface/"
                "master/lbpcascade_animeface.xml")
@@ -122,17 +125,16 @@ def make_faces(ids_tsv: Path, out_dir: Path, out_tsv: Path, params: FaceParams,
         counts["images"] += 1
         base = {"id": item["id"], "source": item["path"]}
         if not params.enabled:  # already-cropped data: the whole image is the crop
-            rows.append({**base, "crop": f"{item['id']}-0", "path": item["path"], "box": "", "score": "",
-                         "sha256": sha256_file(item["path"]) if Path(item["path"]).is_file() else "",
-                         "status": "face", "detail": "detection disabled"})
+            rows.append(_whole_image_row(base, item))
             counts["crops"] += 1
             continue
         try:
-            image = load_srgb(item["path"])
+            image, encoding = load_with_encoding(item["path"])
         except ImageRejected as exc:
             rows.append({**base, "crop": "", "path": "", "box": "", "score": "",
                          "status": exc.reason, "detail": exc.detail})
             continue
+        base.update(_encoding_cells(encoding))
         rgb = to_array(image)
         faces = detect(cascade, rgb, params)
         if not faces:
@@ -152,6 +154,24 @@ def make_faces(ids_tsv: Path, out_dir: Path, out_tsv: Path, params: FaceParams,
     remove_stale(out_dir, written, ["*.png"])
     write_tsv(out_tsv, rows, FACE_COLUMNS)
     return counts
+
+
+def _whole_image_row(base: dict, item: dict) -> dict:
+    """The row of an image that is its own crop; the clean stage judges whether it decodes."""
+    try:
+        data: bytes | None = Path(item["path"]).read_bytes()
+    except OSError:
+        data = None
+    return {**base, "crop": f"{item['id']}-0", "path": item["path"], "box": "", "score": "",
+            "sha256": "" if data is None else hashlib.sha256(data).hexdigest(), "status": "face",
+            "detail": "detection disabled", **_encoding_cells(peek_encoding(data) if data else None)}
+
+
+def _encoding_cells(encoding: Encoding | None) -> dict:
+    if encoding is None:
+        return {"format": "", "lossless": "", "quality": ""}
+    return {"format": encoding.format, "lossless": int(encoding.lossless),
+            "quality": "" if encoding.quality is None else encoding.quality}
 
 
 def _write_png(rgb: np.ndarray, path: Path) -> str:

@@ -5,8 +5,9 @@ regenerated alone with the samples rule. Layer ranges come from one place,
 networks.style_groups: coarse styles drive the 4-8px layers, middle 16-32px, fine 64px
 and up, as in the paper; a model under 64px, which has no such scales to spare, splits
 its w indices into thirds instead. Synthesis layer i (its noise input) is driven by w
-index i, so the noise figures split the layers with the same helper. Canvas sizes
-depend only on the resolution and the counts given, never on the pixels. Seed settings
+index i, so the noise figures split the layers with the same helper. Grid sizes
+depend only on the resolution and the counts given, never on the pixels; every figure is
+then enlarged to readable cells and labelled (annotate.py), rows and columns named. Seed settings
 take whatever samples.parse_seeds takes (a list, "0-3", ...).
 """
 
@@ -22,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from . import networks
+from .annotate import labelled_grid
 from .runlog import SetupError
 from .samples import (DEFAULT_PSI, latents, map_latents, parse_seeds, random_noise, render, save_png, seed_noise,
                       synthesize_batches, tile)
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 TRUNCATION_PSIS = (1.0, 0.7, 0.5, 0.25, 0.0, -0.25, -0.5, -1.0)
 GROUPS = ("coarse", "middle", "fine")
 WHITE = 255
+UNCURATED_LODS = (0, 1, 2, 2, 3, 3)
+MIN_TILE = 16  # px: smaller thumbnails in the uncurated figure are colour blobs, left out
 
 
 def _resize(pixels: np.ndarray, size: int, resample: int = Image.LANCZOS) -> np.ndarray:
@@ -39,14 +43,20 @@ def _resize(pixels: np.ndarray, size: int, resample: int = Image.LANCZOS) -> np.
 
 
 def uncurated(G: networks.Generator, out_png: str | os.PathLike, *, seed: int = 0, rows: int = 3,
-              lods: Sequence[int] = (0, 1, 2, 2, 3, 3), psi: float = DEFAULT_PSI) -> Path:
+              lods: Sequence[int] = UNCURATED_LODS, psi: float = DEFAULT_PSI) -> Path:
     """Columns of images at full size, 1/2, 1/4... (one column per entry of lods, 2**lod
-    times as many images per column as `rows`), as in the paper's figure 2. Canvas:
-    sum(res >> lod) x rows*res. Image k is seed `seed + k`."""
+    times as many images per column as `rows`), as in the paper's figure 2; columns whose
+    thumbnails would be under MIN_TILE px are left out. Grid: sum(res >> lod) x rows*res,
+    enlarged to readable cells. Image k is seed `seed + k`."""
     res = G.resolution
     if any(lod < 0 or res >> lod < 1 for lod in lods):
         raise SetupError(f"figure uncurated: lods {list(lods)} must lie in 0..{res.bit_length() - 1} "
                          f"for a {res}px model; lower the largest lod")
+    kept = [lod for lod in lods if lod == 0 or res >> lod >= MIN_TILE]
+    if kept != list(lods):
+        log.info("figure uncurated: a %dpx model leaves out lods %s (thumbnails under %d px)", res,
+                 sorted(set(lods) - set(kept)), MIN_TILE)
+    lods = kept
     counts = [rows << lod for lod in lods]
     images = render(G, map_latents(G, latents(range(seed, seed + sum(counts)), G.z_dim), psi))
     canvas = np.full((rows * res, sum(res >> lod for lod in lods), 3), WHITE, np.uint8)
@@ -56,18 +66,20 @@ def uncurated(G: networks.Generator, out_png: str | os.PathLike, *, seed: int = 
         column = np.stack([_resize(img, size) for img in images[k:k + count]])
         canvas[:, x:x + size] = tile(column, 1)
         k, x = k + count, x + size
-    return save_png(canvas, out_png)
+    return save_png(labelled_grid(canvas, res, res), out_png)
 
 
 def style_mixing(G: networks.Generator, out_png: str | os.PathLike, *, src_seeds: Sequence[int] = (1, 2, 3),
                  dst_seeds: Sequence[int] = (10, 11, 12, 13, 14), psi: float = DEFAULT_PSI) -> Path:
     """Destination images across the top, source images down the left; a cell is its
     destination with the source's styles at one range. One band of source rows per
-    non-empty range (coarse, middle, fine). Canvas: (1 + len(dst)) res x (1 + bands *
-    len(src)) res, top-left corner blank."""
+    non-empty range (coarse, middle, fine). Grid: (1 + len(dst)) res x (1 + bands *
+    len(src)) res, top-left corner blank; columns labelled with the destination seeds,
+    rows with the range and source seed."""
     res, groups = G.resolution, networks.style_groups(G.resolution)
     src_seeds, dst_seeds = parse_seeds(src_seeds), parse_seeds(dst_seeds)
-    bands = [groups[g] for g in GROUPS if groups[g][1] > groups[g][0]]
+    names = [g for g in GROUPS if groups[g][1] > groups[g][0]]
+    bands = [groups[g] for g in names]
     src = map_latents(G, latents(src_seeds, G.z_dim), psi)
     dst = map_latents(G, latents(dst_seeds, G.z_dim), psi)
     mixed = []
@@ -82,7 +94,10 @@ def style_mixing(G: networks.Generator, out_png: str | os.PathLike, *, src_seeds
     cells = render(G, np.concatenate(mixed)).reshape(-1, len(dst_seeds), res, res, 3)
     left = np.concatenate([src_images] * len(bands))
     grid = [top] + [np.concatenate([left[r:r + 1], cells[r]]) for r in range(len(left))]
-    return save_png(tile(np.concatenate(grid), len(dst_seeds) + 1), out_png)
+    canvas = tile(np.concatenate(grid), len(dst_seeds) + 1)
+    return save_png(labelled_grid(canvas, res, res, col_labels=["source"] + [f"seed {d}" for d in dst_seeds],
+                                  row_labels=["destination"] + [f"{g} of {s}" for g in names for s in src_seeds]),
+                    out_png)
 
 
 def noise_detail(G: networks.Generator, out_png: str | os.PathLike, *, seeds: Sequence[int] = (0, 1, 2),
@@ -90,7 +105,7 @@ def noise_detail(G: networks.Generator, out_png: str | os.PathLike, *, seeds: Se
     """Per seed one row: the image, a 2x2 block of its centre (a res/4 square, zoomed 2x)
     under four noise draws, and the per-pixel standard deviation over `draws` draws. The
     deviation map is scaled by the largest deviation in the figure, so rows compare.
-    Canvas: 3 res x len(seeds) res (the seed's noise draws are samples' 'random' noise,
+    Grid: 3 res x len(seeds) res (the seed's noise draws are samples' 'random' noise,
     draw 0 first)."""
     res = G.resolution
     if draws < 4:
@@ -119,7 +134,9 @@ def noise_detail(G: networks.Generator, out_png: str | os.PathLike, *, seeds: Se
     for (image, crops), std in zip(rows, stds):
         gray = np.clip(np.rint(std / scale * 255.0), 0, 255).astype(np.uint8)
         canvas.append(np.concatenate([image, crops, np.repeat(gray[..., None], 3, -1)], axis=1))
-    return save_png(np.concatenate(canvas), out_png)
+    return save_png(labelled_grid(np.concatenate(canvas), res, res,
+                                  col_labels=["image", "4 noises", f"std of {draws}"],
+                                  row_labels=[f"seed {s}" for s in seeds]), out_png)
 
 
 def noise_layers(resolution: int) -> dict[str, list[bool]]:
@@ -134,7 +151,7 @@ def noise_layers(resolution: int) -> dict[str, list[bool]]:
 def noise_components(G: networks.Generator, out_png: str | os.PathLike, *, seeds: Sequence[int] = (0, 1, 2),
                      psi: float = DEFAULT_PSI) -> Path:
     """Per seed one row of four panels with one noise draw applied to all / no / fine /
-    coarse layers (the paper's figure 5). Canvas: 4 res x len(seeds) res."""
+    coarse layers (the paper's figure 5). Grid: 4 res x len(seeds) res."""
     panels, seeds = noise_layers(G.resolution), parse_seeds(seeds)
     ws = map_latents(G, latents(seeds, G.z_dim), psi)
     noise = random_noise(G, seeds)
@@ -143,17 +160,22 @@ def noise_components(G: networks.Generator, out_png: str | os.PathLike, *, seeds
         return lambda i: [n if on else np.zeros_like(n) for n, on in zip(noise(i), mask)]
 
     images = [render(G, ws, noise=masked(mask)) for mask in panels.values()]
-    return save_png(tile(np.stack(images, 1).reshape(-1, *images[0].shape[1:]), len(panels)), out_png)
+    canvas = tile(np.stack(images, 1).reshape(-1, *images[0].shape[1:]), len(panels))
+    return save_png(labelled_grid(canvas, G.resolution, G.resolution,
+                                  col_labels=[f"{name} noise" for name in panels],
+                                  row_labels=[f"seed {s}" for s in seeds]), out_png)
 
 
 def truncation(G: networks.Generator, out_png: str | os.PathLike, *, seeds: Sequence[int] = (0, 1, 2, 3),
                psis: Sequence[float] = TRUNCATION_PSIS) -> Path:
     """Seeds down, psi values across: w_avg + psi (w - w_avg). The psi=0 column is the
-    average image for every seed. Canvas: len(psis) res x len(seeds) res."""
+    average image for every seed. Grid: len(psis) res x len(seeds) res."""
     seeds = parse_seeds(seeds)
     z = latents(seeds, G.z_dim)
     columns = [render(G, map_latents(G, z, p)) for p in psis]
-    return save_png(tile(np.stack(columns, 1).reshape(-1, *columns[0].shape[1:]), len(psis)), out_png)
+    canvas = tile(np.stack(columns, 1).reshape(-1, *columns[0].shape[1:]), len(psis))
+    return save_png(labelled_grid(canvas, G.resolution, G.resolution, col_labels=[f"psi {p:g}" for p in psis],
+                                  row_labels=[f"seed {s}" for s in seeds]), out_png)
 
 
 FIGURES: dict[str, Callable[..., Path]] = {

@@ -127,6 +127,15 @@ def tile(images: np.ndarray, cols: int, fill: int = 255) -> np.ndarray:
     return cells.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
+def grid_columns(n: int, max_aspect: float = 3.0) -> int:
+    """Columns for a grid of n cells: the divisor of n nearest above sqrt(n) whose grid is no
+    wider than `max_aspect` (32 -> 8x4, 36 -> 6x6: no blank cells), else ceil(sqrt(n))."""
+    for cols in range(math.ceil(math.sqrt(n)), n + 1):
+        if n % cols == 0 and cols / (n // cols) <= max_aspect:
+            return cols
+    return math.ceil(math.sqrt(n))
+
+
 def save_png(pixels: np.ndarray, path: str | os.PathLike) -> Path:
     """Write uint8 HWC RGB as PNG atomically (PNG: identical pixels give identical bytes)."""
     path = Path(path)
@@ -167,7 +176,7 @@ def make_samples(G: networks.Generator, seeds: Sequence[int] | str | int, psi: f
                 img = Image.fromarray(pixels)
                 cells.append(np.asarray(img if cell == G.resolution else img.resize((cell, cell), Image.LANCZOS)))
     remove_stale(out_dir, {p.name for p in paths}, ["seed*.png"])
-    save_png(tile(np.stack(cells), math.ceil(math.sqrt(len(cells)))), grid_png)
+    save_png(tile(np.stack(cells), grid_columns(len(cells))), grid_png)
     log.info("wrote %d samples (psi %g, noise %s) to %s; grid of %d in %s",
              len(paths), psi, noise_mode, out_dir, len(cells), grid_png)
     return paths

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from tensorflow.core.framework import summary_pb2
 
 from ganflow import networks, samples, weights
 from ganflow import swd as swd_lib
+from ganflow.imaging import sha256_file
 from ganflow.runlog import SetupError, progress
 from ganflow.tables import atomic_open, atomic_path, write_tsv
 from ganflow.train_config import TrainConfig
@@ -34,6 +36,7 @@ from ganflow.trainer import Trainer, make_strategy, step_batches
 log = logging.getLogger(__name__)
 
 SNAPSHOT_RE = re.compile(r"^snapshot-(\d{12})$")
+CHECKSUMS = "SHA256SUMS"  # in sha256sum's format: `sha256sum -c SHA256SUMS` checks a snapshot by hand
 LOG_COLUMNS = ["kimg", "tick", "step", "seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec",
                "loss_g", "loss_d", "r1", "d_real", "d_fake", "augment_p", "swd", "frame"]
 
@@ -55,12 +58,67 @@ def _digest(obj: Any) -> str:
 
 
 def _snapshots(run_dir: Path) -> list[Path]:
-    """Complete snapshots, oldest first. One is written under a temporary name and only
-    renamed once its meta.json is on disk, so a killed write is never picked up."""
+    """Snapshots, oldest first. One is written under a temporary name and renamed into
+    place once whole, so a killed write is never listed; _damage finds later harm."""
     root = run_dir / "snapshots"
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if SNAPSHOT_RE.match(p.name) and (p / "meta.json").is_file())
+    return sorted(p for p in root.iterdir() if SNAPSHOT_RE.match(p.name) and p.is_dir())
+
+
+def _damage(snapshot: Path) -> str | None:
+    """What makes a snapshot untrustworthy (a file missing, cut short or changed since its
+    checksums were written, e.g. by a node dying mid-flush or a full disk), else None."""
+    try:
+        lines = (snapshot / CHECKSUMS).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        return f"{CHECKSUMS} is missing or unreadable ({e})"
+    listed = {}
+    for line in lines:
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64:
+            return f"{CHECKSUMS} is malformed"
+        listed[name] = digest
+    present = {f.name for f in snapshot.iterdir()} - {CHECKSUMS}
+    for name in sorted(present | listed.keys() | {"meta.json", "ckpt.index"}):
+        if name not in present:
+            return f"{name} is missing"
+        if name not in listed:
+            return f"{name} is not in {CHECKSUMS}"
+        try:
+            if sha256_file(snapshot / name) != listed[name]:
+                return f"{name} does not match its checksum"
+        except OSError as e:
+            return f"{name} is unreadable ({e})"
+    return None
+
+
+def _set_aside(snapshot: Path) -> Path:
+    """Rename a damaged snapshot out of the listing, keeping it: it may yet be rescued."""
+    for n in itertools.count():
+        aside = snapshot.with_name(f"{snapshot.name}.broken{f'-{n}' if n else ''}")
+        if not aside.exists():
+            os.rename(snapshot, aside)
+            return aside
+    raise AssertionError("unreachable")
+
+
+def _newest_intact(run_dir: Path) -> Path | None:
+    """The newest snapshot whose checksums hold; damaged newer ones are set aside with a
+    warning, so that a damaged snapshot costs the progress since the one before, not the run."""
+    damaged = []
+    for snapshot in reversed(_snapshots(run_dir)):
+        damage = _damage(snapshot)
+        if damage is None:
+            return snapshot
+        aside = _set_aside(snapshot)
+        damaged.append(aside)
+        log.warning("snapshot %s is damaged: %s; kept as %s, resuming from an older snapshot",
+                    snapshot, damage, aside.name)
+    if damaged:
+        log.warning("no intact snapshot left in %s: training starts afresh (the damaged ones are kept as "
+                    "%s)", run_dir / "snapshots", ", ".join(p.name for p in damaged))
+    return None
 
 
 def _save_snapshot(trainer: Trainer, run_dir: Path, meta: dict, keep: int) -> Path:
@@ -71,6 +129,9 @@ def _save_snapshot(trainer: Trainer, run_dir: Path, meta: dict, keep: int) -> Pa
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.checkpoint.write(str(tmp / "ckpt"))
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    sums = "".join(f"{sha256_file(f)}  {f.name}\n" for f in sorted(tmp.iterdir()))
+    with atomic_open(tmp / CHECKSUMS) as fh:  # last: what it lists is complete
+        fh.write(sums)
     weights.fsync_tree(tmp)
     if final.exists():
         shutil.rmtree(final)
@@ -86,16 +147,19 @@ def _architecture_changes(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
 
 def _check_resume(meta: dict, cfg: TrainConfig, fingerprint: str, snapshot: Path, run_dir: Path) -> list[str]:
     """Refuse a snapshot of another architecture or dataset; list other changed settings."""
+    separate = (f"to train as a separate run instead, give the config a new `dataset` name or move {run_dir} "
+                f"aside (its snapshots are that run's only copy)")
     arch = _architecture_changes(meta["architecture"], cfg)
     if arch:
         raise SetupError(
-            f"cannot resume from {snapshot}: it has a different architecture ({', '.join(arch)}); "
-            f"delete {run_dir} to start afresh, or keep the old settings")
+            f"cannot resume from {snapshot}: it has a different architecture ({', '.join(arch)}); to continue "
+            f"that run, set these settings back; {separate}")
     if meta["dataset_fingerprint"] != fingerprint:
         raise SetupError(
             f"cannot resume from {snapshot}: it was trained on a different dataset (fingerprint "
-            f"{meta['dataset_fingerprint'][:12]} -> {fingerprint[:12]}); delete {run_dir} to start afresh, "
-            f"or train in a new run directory with init_from={run_dir} to fine-tune on the new data")
+            f"{meta['dataset_fingerprint'][:12]} -> {fingerprint[:12]}); to continue that run, restore the "
+            f"dataset it was trained on (the earlier images and dataset settings); {separate}, with "
+            f"init_from={run_dir} to fine-tune it on the new data")
     now = json.loads(json.dumps(cfg.to_dict()))  # as stored: resolution keys become strings
     return [f"{k} {v!r} -> {now.get(k)!r}" for k, v in meta["config"].items() if now.get(k) != v]
 
@@ -107,10 +171,13 @@ def _transfer_source(path: Path) -> tuple[Path, dict[str, Any]]:
                 **weights.read_json(path / "generator" / "generator.json")["architecture"]}
         return path, arch
     if (path / "meta.json").is_file():
+        damage = _damage(path)
+        if damage:
+            raise SetupError(f"init_from={path} is a damaged snapshot ({damage}); point it at another one")
         return path, weights.read_json(path / "meta.json")["architecture"]
-    snaps = _snapshots(path)
+    snaps = [s for s in _snapshots(path) if _damage(s) is None]  # another run's: only read, never set aside
     if not snaps:
-        raise SetupError(f"init_from={path} holds no snapshot or exported generator; point it at a "
+        raise SetupError(f"init_from={path} holds no intact snapshot or exported generator; point it at a "
                          f"finished run's directory, one of its snapshots, or its export directory")
     return snaps[-1], weights.read_json(snaps[-1] / "meta.json")["architecture"]
 
@@ -196,6 +263,17 @@ def _image_stream(dataset: tf.data.Dataset, resolution: int) -> tf.data.Dataset:
     return dataset
 
 
+def _stream_after(dataset: tf.data.Dataset, nimg: int, resolution: int) -> tf.data.Dataset:
+    """The images an uninterrupted run reads after its first nimg, so that a resumed run
+    trains on exactly those: a training_dataset restarts there (its resume_at) without
+    decoding what it passes; any other dataset, which must iterate in a fixed order, is
+    read through from its start."""
+    resume_at = getattr(dataset, "resume_at", None)
+    if resume_at is not None:
+        return _image_stream(resume_at(nimg), resolution)
+    return _image_stream(dataset, resolution).repeat().skip(nimg)
+
+
 def _swd_reference(images: tf.data.Dataset, cfg: TrainConfig) -> list[np.ndarray]:
     batches = (b.numpy() for b in images.take(cfg.swd_images).batch(64))
     return swd_lib.descriptors_from_batches(batches, cfg.swd_patches, seed=cfg.seed)
@@ -245,15 +323,15 @@ def train(cfg: TrainConfig, dataset: tf.data.Dataset, dataset_fingerprint: str, 
     for partial_dir in (run_dir / "snapshots").glob(".partial-*"):
         shutil.rmtree(partial_dir, ignore_errors=True)
     log_path, frames_dir = run_dir / "log.csv", run_dir / "frames"
-    snaps = _snapshots(run_dir)
+    newest = _newest_intact(run_dir)
     resumed_from = transferred_from = None
-    if snaps:
-        meta = weights.read_json(snaps[-1] / "meta.json")
-        changes = _check_resume(meta, cfg, dataset_fingerprint, snaps[-1], run_dir)
-        trainer.restore(str(snaps[-1] / "ckpt"))
+    if newest:
+        meta = weights.read_json(newest / "meta.json")
+        changes = _check_resume(meta, cfg, dataset_fingerprint, newest, run_dir)
+        trainer.restore(str(newest / "ckpt"))
         trainer.g_opt.learning_rate = float(cfg.at_resolution("g_lr"))
         trainer.d_opt.learning_rate = float(cfg.at_resolution("d_lr"))
-        resumed_from = snaps[-1]
+        resumed_from = newest
         log.info("resuming %s at kimg %.3f%s", run_dir, meta["kimg"],
                  f" with changed settings: {'; '.join(changes)}" if changes else "")
         if init_from is not None:
@@ -276,8 +354,8 @@ def train(cfg: TrainConfig, dataset: tf.data.Dataset, dataset_fingerprint: str, 
         if stale.name not in {r["frame"] for r in rows}:
             stale.unlink()
 
-    batches = step_batches(images, trainer)
-    reference = _swd_reference(images, cfg)
+    batches = step_batches(_stream_after(dataset, int(trainer.nimg.numpy()), cfg.resolution), trainer)
+    reference = _swd_reference(images, cfg)  # the stream's first images, resumed or not
     cols, grid_rows = cfg.grid
     grid_z = np.random.default_rng(cfg.seed).standard_normal((cols * grid_rows, cfg.z_dim)).astype(np.float32)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
@@ -320,7 +398,7 @@ def train(cfg: TrainConfig, dataset: tf.data.Dataset, dataset_fingerprint: str, 
 
     if not rows:
         finish_tick({}, 0.0, 0, time.perf_counter(), with_swd=True)
-    snapshot = snaps[-1] if snaps else None
+    snapshot = newest
     bar = progress(total=cfg.total_kimg, initial=round(nimg / 1000, 3), unit="kimg", dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]{postfix}",
                    disable=nimg >= total_nimg)

@@ -23,6 +23,7 @@ from moviepy import VideoClip
 from PIL import Image, ImageOps
 
 from ganflow import networks, samples
+from ganflow.annotate import caption
 from ganflow.imaging import ImageRejected, load_srgb, to_array
 from ganflow.runlog import SetupError, progress
 from ganflow.tables import atomic_path, read_tsv
@@ -71,13 +72,14 @@ def _encode(frame_at: Callable[[int], np.ndarray], count: int, fps: float, out_m
 # ----- training progress ------------------------------------------------------------------
 
 
-def _progress_rows(frames_tsvs: Sequence[str | os.PathLike]) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
+def _progress_rows(frames_tsvs: Sequence[str | os.PathLike]
+                   ) -> tuple[list[tuple[Path, Path, str]], list[dict[str, str]]]:
     """Fakes grids of every round, rounds in the order given and kimg order within each
     (a round started from another's weights counts its kimg from zero again); each grid
-    comes with the TSV that lists it."""
-    grids: list[tuple[Path, Path]] = []
+    comes with the TSV that lists it and its on-screen label (round, kimg)."""
+    grids: list[tuple[Path, Path, str]] = []
     skipped: list[dict[str, str]] = []
-    for tsv in map(Path, frames_tsvs):
+    for number, tsv in enumerate(map(Path, frames_tsvs), 1):
         if not tsv.is_file():
             raise SetupError(f"{tsv} does not exist; run that round's training first")
         rows = read_tsv(tsv)
@@ -97,14 +99,15 @@ def _progress_rows(frames_tsvs: Sequence[str | os.PathLike]) -> tuple[list[tuple
                 skipped.append({"tsv": str(tsv), "path": path, "reason": "missing", "detail": ""})
                 continue
             good.append((kimg, found))
-        grids += [(tsv, p) for _, p in sorted(good, key=lambda kp: kp[0])]
+        grids += [(tsv, p, f"round {number}  {kimg:g} kimg") for kimg, p in sorted(good, key=lambda kp: kp[0])]
     return grids, skipped
 
 
 def progress_video(frames_tsvs: Sequence[str | os.PathLike], out_mp4: str | os.PathLike, *,
                    fps_in: float = 10.0, fps_out: float = 25.0, crf: float = 33, scale: float = 0.5,
                    tune: str | None = "animation", preset: str = "medium") -> dict[str, Any]:
-    """The fakes grids of all rounds, each shown for 1/fps_in s in a fps_out video.
+    """The fakes grids of all rounds, each shown for 1/fps_in s in a fps_out video, with its
+    round and kimg in the top-left corner.
 
     Grids that are listed but missing or unreadable are reported in `skipped` (and the
     log) with their reason; an unreadable one keeps the previous grid on screen for its
@@ -114,8 +117,8 @@ def progress_video(frames_tsvs: Sequence[str | os.PathLike], out_mp4: str | os.P
         raise SetupError(f"progress video needs fps_in, fps_out and scale above 0, got {fps_in}, {fps_out}, {scale}")
     grids, skipped = _progress_rows(frames_tsvs)
 
-    def reject(tsv_path: tuple[Path, Path], exc: ImageRejected) -> None:
-        tsv, path = tsv_path
+    def reject(row: tuple[Path, Path, str], exc: ImageRejected) -> None:
+        tsv, path, _ = row
         skipped.append({"tsv": str(tsv), "path": str(path), "reason": exc.reason, "detail": exc.detail})
 
     first = None
@@ -139,7 +142,7 @@ def progress_video(frames_tsvs: Sequence[str | os.PathLike], out_mp4: str | os.P
         except ImageRejected as exc:
             reject(grids[i], exc)
             log.warning("fakes grid %s shown as the one before it: %s", grids[i][1], exc)
-        return shown[0]
+        return caption(shown[0], grids[i][2])
 
     count = math.ceil(len(grids) * fps_out / fps_in - 1e-9)
     _encode(lambda j: grid(min(len(grids) - 1, int(j * fps_in / fps_out + 1e-9))), count, fps_out, out_mp4,

@@ -1,5 +1,6 @@
-"""figures: canvas sizes from the resolution and counts (16/32/64px), layer ranges derived
-from the model, the psi=0 column of the truncation figure, mixing and noise panels."""
+"""figures: grid sizes from the resolution and counts (16/32/64px), layer ranges derived
+from the model, the psi=0 column of the truncation figure, mixing and noise panels, and
+labels that stay legible however small the model (cells enlarged, text in the margins)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganflow import figures, networks, samples
+from ganflow import annotate, figures, networks, samples
 from ganflow.runlog import SetupError
 from test_samples import tiny_generator
 
@@ -20,8 +21,32 @@ def G(request) -> networks.Generator:
     return tiny_generator(request.param)
 
 
+def _kept_lods(res: int) -> list[int]:
+    return [lod for lod in LODS if lod == 0 or res >> lod >= figures.MIN_TILE]
+
+
+def _grid_size(name: str, r: int) -> tuple[int, int]:
+    """(height, width) of a figure's grid of generated cells, before enlarging and labels."""
+    return {
+        "uncurated": (2 * r, sum(r >> lod for lod in _kept_lods(r))),
+        "style_mixing": ((1 + 3 * len(SRC)) * r, (1 + len(DST)) * r),
+        "noise_detail": (2 * r, 3 * r),
+        "noise_components": (len(SEEDS) * r, 4 * r),
+        "truncation": (len(SEEDS) * r, len(PSIS) * r),
+    }[name]
+
+
+def _split(canvas: np.ndarray, name: str, r: int) -> tuple[np.ndarray, int, int, int]:
+    """(grid, scale, top margin, left margin): the labels sit above and left of the grid,
+    which is enlarged by a whole factor, so every scale-th pixel is the generated one."""
+    scale = annotate.layout(r, r, columns=False, rows=False).scale
+    gh, gw = _grid_size(name, r)
+    top, left = canvas.shape[0] - gh * scale, canvas.shape[1] - gw * scale
+    return canvas[top::scale, left::scale], scale, top, left
+
+
 @pytest.fixture(scope="module")
-def made(G, tmp_path_factory) -> dict:
+def labelled(G, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp(f"figures{G.resolution}")
     paths = figures.make_figures(G, out, psi=0.7, settings={
         "uncurated": {"seed": 3, "rows": 2, "lods": LODS},
@@ -33,20 +58,38 @@ def made(G, tmp_path_factory) -> dict:
     return {name: np.asarray(Image.open(path)) for name, path in paths.items()}
 
 
+@pytest.fixture(scope="module")
+def made(G, labelled) -> dict:
+    """The generated grids inside the labelled figures."""
+    return {name: _split(canvas, name, G.resolution)[0] for name, canvas in labelled.items()}
+
+
 def _cell(canvas: np.ndarray, row: int, col: int, res: int) -> np.ndarray:
     return canvas[row * res:(row + 1) * res, col * res:(col + 1) * res]
 
 
-def test_canvas_sizes(G, made):
+def test_grid_sizes(G, made):
+    assert {k: v.shape for k, v in made.items()} == {k: (*_grid_size(k, G.resolution), 3) for k in made}
+
+
+def test_cells_are_enlarged_and_labelled_in_the_margins(G, labelled):
     r = G.resolution
-    expected = {  # (height, width)
-        "uncurated": (2 * r, r + r // 2 + r // 4),
-        "style_mixing": ((1 + 3 * len(SRC)) * r, (1 + len(DST)) * r),
-        "noise_detail": (2 * r, 3 * r),
-        "noise_components": (len(SEEDS) * r, 4 * r),
-        "truncation": (len(SEEDS) * r, len(PSIS) * r),
-    }
-    assert {k: v.shape for k, v in made.items()} == {k: (*v, 3) for k, v in expected.items()}
+    labels = {"uncurated": (0, 0), "style_mixing": (1 + len(DST), 1 + 3 * len(SRC)),
+              "noise_detail": (3, 2), "noise_components": (4, len(SEEDS)), "truncation": (len(PSIS), len(SEEDS))}
+    for name, canvas in labelled.items():
+        _, scale, top, left = _split(canvas, name, r)
+        assert r * scale >= annotate.MIN_CELL  # a 16px model's cells are shown at 96px or more
+        cols, rows = labels[name]
+        assert (top > 0) == (cols > 0) and (left > 0) == (rows > 0), name
+        cell = r * scale
+        for c in range(cols):  # ink above every column, inside its own width
+            head = canvas[:top, left + c * cell:left + (c + 1) * cell]
+            assert (head < 128).any(), (name, "column", c)
+        for k in range(rows):  # and left of every row
+            side = canvas[top + k * cell:top + (k + 1) * cell, :left]
+            assert (side < 128).any(), (name, "row", k)
+    # the labels are sized from the enlarged cells, so they are the same at every resolution
+    assert annotate.layout(r, r, columns=True, rows=False).font_size >= 13
 
 
 def test_truncation_psi_zero_column_is_the_same_image(G, made):
@@ -101,6 +144,7 @@ def test_uncurated_columns(G, made):
     ws = samples.map_latents(G, samples.latents([3, 4], G.z_dim), 0.7)
     images = samples.render(G, ws)
     assert np.array_equal(canvas[:r, :r], images[0]) and np.array_equal(canvas[r:, :r], images[1])
+    assert min(r >> lod for lod in _kept_lods(r)) >= min(r, figures.MIN_TILE)  # no colour blobs
 
 
 @pytest.mark.parametrize("resolution", [64, 128, 256, 1024])

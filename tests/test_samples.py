@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -68,7 +70,7 @@ def test_grid_and_stale_files(tmp_path, G):
     out = tmp_path / "s"
     samples.make_samples(G, "0-4", 0.7, out, tmp_path / "grid.png")
     grid = Image.open(tmp_path / "grid.png")
-    assert grid.size == (3 * 16, 2 * 16)  # 5 cells: ceil(sqrt(5)) = 3 columns, 2 rows
+    assert grid.size == (3 * 16, 2 * 16)  # 5 cells: 5x1 is too wide, so ceil(sqrt(5)) = 3 columns, 2 rows
     cell = np.asarray(grid)[16:32, 16:32]  # row 1, column 1: the fifth seed
     assert np.array_equal(cell, np.asarray(Image.open(out / "seed000004.png")))
     samples.make_samples(G, [2, 3], 0.7, out, tmp_path / "grid.png", grid_cell=8)
@@ -99,3 +101,10 @@ def test_tile_fills_missing_cells():
     assert canvas.shape == (4, 4, 3)
     assert np.array_equal(canvas[:2, 2:], images[1]) and np.array_equal(canvas[2:, :2], images[2])
     assert (canvas[2:, 2:] == 7).all()
+
+
+@pytest.mark.parametrize("n, shape", [(32, (8, 4)), (36, (6, 6)), (6, (3, 2)), (12, (4, 3)), (5, (3, 2)),
+                                      (7, (3, 3)), (1, (1, 1)), (64, (8, 8))])
+def test_grid_shape_follows_the_count(n, shape):
+    cols = samples.grid_columns(n)
+    assert (cols, math.ceil(n / cols)) == shape

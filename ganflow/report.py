@@ -268,6 +268,10 @@ tr.drop td {{ color: #8a3b00; }}
 .bar {{ height: 12px; background: #1f77b4; }}
 .bar.drop {{ background: #ff7f0e; }}
 video {{ width: min(100%, 960px); image-rendering: pixelated; }}  /* tiny demo videos scale up */
+img {{ image-rendering: pixelated; }}
+figure {{ display: inline-block; margin: 0 16px 16px 0; vertical-align: top; }}
+figure video {{ width: min(100%, 640px); }}
+figcaption {{ color: #555; }}
 </style></head>
 <body><h3>{title}</h3>
 {body}
@@ -281,8 +285,15 @@ def _write_page(out_html: str | os.PathLike, title: str, body: str) -> None:
 
 
 def funnel_page(funnel_tsv: str | os.PathLike, out_html: str | os.PathLike) -> int:
-    """The funnel table as a page: each stage's count with a bar relative to the posts read,
-    and under it the reasons (and counts) of what that step dropped. Returns the stage count."""
+    """The funnel table as a page. Returns the stage count."""
+    table, stages = _funnel_table(funnel_tsv)
+    _write_page(out_html, "Data funnel", table)
+    return stages
+
+
+def _funnel_table(funnel_tsv: str | os.PathLike) -> tuple[str, int]:
+    """Each stage's count with a bar relative to the posts read, and under it the reasons
+    (and counts) of what that step dropped, as an HTML table; and the number of stages."""
     rows = read_tsv(funnel_tsv)
     stages = [r for r in rows if not r["dropped_reason"]]
     first = max((int(_number(r["count"])) for r in stages[:1] if math.isfinite(_number(r["count"]))), default=0)
@@ -303,17 +314,57 @@ def funnel_page(funnel_tsv: str | os.PathLike, out_html: str | os.PathLike) -> i
             lines.append(f'<tr class="stage"><td>{html.escape(r["stage"])}</td><td class="n">'
                          f'{html.escape(r["count"])}</td><td></td><td></td><td>{bar(n)}</td></tr>')
     lines.append("</table>")
-    _write_page(out_html, "Data funnel", "\n".join(lines))
-    return len(stages)
+    return "\n".join(lines), len(stages)
 
 
 def video_page(mp4: str | os.PathLike, out_html: str | os.PathLike, *, title: str = "") -> int:
     """A page that plays the video (looped, muted so browsers may autoplay it) from a data URI,
     so it needs no file beside it. Returns the video's size in bytes."""
-    data = Path(mp4).read_bytes()
-    uri = "data:video/mp4;base64," + base64.b64encode(data).decode("ascii")
+    size = Path(mp4).stat().st_size
     name = html.escape(Path(mp4).name)
-    body = (f'<video controls autoplay muted loop playsinline src="{uri}"></video>\n'
-            f"<p>{name}, {len(data) / 1024:.0f} KiB (the player menu offers a download)</p>")
+    body = (f'<video controls autoplay muted loop playsinline src="{_data_uri(Path(mp4))}"></video>\n'
+            f"<p>{name}, {size / 1024:.0f} KiB (the player menu offers a download)</p>")
     _write_page(out_html, title or Path(mp4).stem, body)
-    return len(data)
+    return size
+
+
+def _data_uri(path: Path) -> str:
+    """The file as a data: URI, so a page needs nothing beside it."""
+    mime = "video/mp4" if path.suffix == ".mp4" else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+EMBED_LIMIT = 32 << 20  # bytes: larger videos are linked beside the page instead of embedded
+READABLE = 480  # px: narrower images are shown enlarged by a whole factor (nearest neighbour)
+
+
+def _media(path: Path, out_dir: Path, embed_limit: int) -> str:
+    """One image or video as a captioned <figure>: images embedded, small ones shown at the
+    largest whole multiple of their size that fits READABLE px (so over half of it); videos
+    embedded up to `embed_limit` bytes, linked by a path relative to the page above it."""
+    name = html.escape(path.name)
+    if path.suffix == ".mp4":
+        src = _data_uri(path) if path.stat().st_size <= embed_limit else html.escape(os.path.relpath(path, out_dir))
+        return (f'<figure><video controls autoplay muted loop playsinline src="{src}"></video>'
+                f"<figcaption>{name}</figcaption></figure>")
+    with Image.open(path) as img:
+        width = img.width
+    shown = width * max(1, READABLE // width)
+    return f'<figure><img src="{_data_uri(path)}" width="{shown}" alt="{name}"><figcaption>{name}</figcaption></figure>'
+
+
+def overview_page(out_html: str | os.PathLike, *, title: str, funnel_tsv: str | os.PathLike,
+                  sections: Sequence[tuple[str, Sequence[str | os.PathLike]]],
+                  embed_limit: int = EMBED_LIMIT) -> int:
+    """Everything on one page, in the order of the chain: the funnel table, then each
+    (heading, files) section of images and videos. Returns the number of media shown."""
+    out_dir = Path(out_html).parent
+    table, _ = _funnel_table(funnel_tsv)
+    body, count = ["<h4>Data funnel</h4>", table], 0
+    for heading, files in sections:
+        if files:
+            body.append(f"<h4>{html.escape(heading)}</h4>")
+            body.extend(_media(Path(f), out_dir, embed_limit) for f in files)
+            count += len(files)
+    _write_page(out_html, title, "\n".join(body))
+    return count

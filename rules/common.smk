@@ -49,7 +49,7 @@ FINAL_EXPORT = f"{FINAL}/export.json"
 TRAIN_INIT = config["train"].get("init_from")
 
 REPORT_PAGES = (
-    [f"{R}/report/funnel.html"]
+    [f"{R}/overview.html", f"{R}/report/funnel.html"]
     + expand(f"{R}/report/round-{{r}}/{{plot}}.png", r=ROUNDS, plot=["losses", "swd"])
     + expand(f"{R}/report/round-{{r}}/scores.png", r=ROUNDS[:-1])
     + expand(f"{R}/report/videos/{{video}}.html", video=VIDEOS)

@@ -101,3 +101,38 @@ rule report_video:
         code=code_digest("report"),
     script:
         adapter("report")
+
+
+rule report_overview:
+    input:
+        funnel=f"{R}/report/funnel.tsv",
+        contact=expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES),
+        curves=expand(
+            f"{R}/report/round-{{r}}/{{plot}}.png", r=ROUNDS, plot=["losses", "swd"]
+        ),
+        scores=expand(f"{R}/report/round-{{r}}/scores.png", r=ROUNDS[:-1]),
+        keep=expand(
+            f"{R}/round-{{r}}/keep-sheets/{{end}}.png",
+            r=ROUNDS[1:],
+            end=["lowest", "highest"],
+        ),
+        samples=f"{R}/samples/grid.png",
+        figures=expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES),
+        videos=expand(f"{R}/videos/{{video}}.mp4", video=VIDEOS),
+    output:
+        report(
+            f"{R}/overview.html",
+            caption="../report/overview.rst",
+            category="0. Overview",
+        ),
+    log:
+        f"{LOGS}/report/overview.log",
+    benchmark:
+        f"{LOGS}/report/overview.bench.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        dataset=config["dataset"],
+        code=code_digest("report"),
+    script:
+        adapter("report")

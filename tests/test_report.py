@@ -26,6 +26,8 @@ CONTACT = ["duplicates", "faces", "images", "rejected"]
 FIGURES = ["noise_components", "noise_detail", "style_mixing", "truncation", "uncurated"]
 VIDEOS = ["interpolation-grid", "style-mixing-coarse", "style-mixing-fine", "training-progress"]
 EXPECTED = {  # category -> subcategory -> files under results/demo ("Other": no subcategory)
+    "0. Overview": {"Other": ["overview.html"]},
+    "0. Overview": {"Other": ["overview.html"]},
     "1. Data": {"Funnel": ["report/funnel.html"],
                 "Contact sheets": [f"report/contact-{s}.png" for s in CONTACT]},
     "2. Training": {f"Round {r}": [f"report/round-{r}/losses.png", f"report/round-{r}/swd.png"] for r in (1, 2)},
@@ -247,3 +249,35 @@ def test_pages_show_the_funnel_and_play_the_videos(page, report, shots):
     page.pump(0.3)
     assert page.errors == []
 
+
+OVERVIEW_PROBE = """
+(async () => {
+  const until = (ok) => new Promise(r => { const t0 = Date.now(); (function poll() {
+    if (ok() || Date.now() - t0 > 20000) r(); else setTimeout(poll, 50); })(); });
+  const imgs = [...document.querySelectorAll('img')], videos = [...document.querySelectorAll('video')];
+  await until(() => imgs.every(i => i.complete) && videos.every(v => v.error || v.readyState >= 2));
+  return {images: imgs.map(i => ({ok: i.complete && i.naturalWidth > 0, natural: i.naturalWidth,
+                                  shown: i.getBoundingClientRect().width})),
+          videos: videos.map(v => ({error: v.error && v.error.code, ready: v.readyState})),
+          headings: [...document.querySelectorAll('h4')].map(h => h.textContent),
+          stages: [...document.querySelectorAll('tr.stage td:first-child')].map(td => td.textContent)};
+})()
+"""
+
+
+def test_overview_shows_everything_at_a_glance(page, report, shots):
+    _, res = report
+    page.evaluate("ui.show('0. Overview', 'Other', 'results/demo/overview.html')")
+    probe = page.frame_evaluate(OVERVIEW_PROBE, seconds=30)
+    assert probe["headings"] == ["Data funnel", "Contact sheets", "Training curves", "Ranking", "Samples",
+                                 "Figures", "Videos"]
+    assert probe["stages"] == [r["stage"] for r in read_tsv(res / "report/funnel.tsv") if not r["dropped_reason"]]
+    # 4 contact sheets, 2 rounds x 2 curves, 1 histogram + 2 keep sheets, the grid, 5 figures
+    assert len(probe["images"]) == 4 + 4 + 3 + 1 + 5 and all(i["ok"] for i in probe["images"])
+    for image in probe["images"]:  # small images enlarged by a whole factor, to over half of 480 px
+        factor = image["shown"] / image["natural"]
+        assert factor == round(factor) and image["shown"] > 240, image
+    assert len(probe["videos"]) == 4 and all(v["error"] is None and v["ready"] >= 2 for v in probe["videos"])
+    _shot(page, shots / "0-overview.png")
+    page.pump(0.3)
+    assert page.errors == []

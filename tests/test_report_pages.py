@@ -140,3 +140,25 @@ def test_video_page_carries_the_exact_video(tmp_path):
     uri = re.search(r'<video[^>]* src="data:video/mp4;base64,([^"]+)"', text).group(1)
     assert base64.b64decode(uri) == data
     assert "<title>A &amp; B</title>" in text and "autoplay" in text and "muted" in text
+
+
+def test_overview_embeds_everything_and_enlarges_small_images(tmp_path):
+    write_tsv(tmp_path / "funnel.tsv", [{"stage": "posts", "count": "10", "dropped_reason": "", "dropped": ""},
+                                        {"stage": "final", "count": "4", "dropped_reason": "", "dropped": ""}],
+              ["stage", "count", "dropped_reason", "dropped"])
+    Image.new("RGB", (48, 32), (200, 10, 10)).save(tmp_path / "grid.png")
+    Image.new("RGB", (700, 90), (10, 10, 200)).save(tmp_path / "curve.png")
+    (tmp_path / "small.mp4").write_bytes(b"\0" * 100)
+    (tmp_path / "big.mp4").write_bytes(b"\0" * 3000)
+    out = tmp_path / "site" / "overview.html"
+    out.parent.mkdir()
+    n = report.overview_page(out, title="ganflow: demo", funnel_tsv=tmp_path / "funnel.tsv", embed_limit=1000,
+                             sections=[("Samples", [tmp_path / "grid.png"]), ("Empty", []),
+                                       ("Training curves", [tmp_path / "curve.png"]),
+                                       ("Videos", [tmp_path / "small.mp4", tmp_path / "big.mp4"])])
+    page = out.read_text()
+    assert n == 4 and page.count("<h4>") == 4 and "Empty" not in page  # funnel + three non-empty sections
+    assert 'width="480"' in page and 'width="700"' in page  # 48 px shown 10x; wide images as they are
+    assert page.count("data:image/png;base64,") == 2 and page.count("data:video/mp4;base64,") == 1
+    assert 'src="../big.mp4"' in page  # over the limit: linked beside the page, not embedded
+    assert page.count('<tr class="stage">') == 2

@@ -1,4 +1,5 @@
-"""Adapter for the rules of report.smk: logs, rankings, the funnel and videos -> report pages."""
+"""Adapter for the rules of report.smk: logs, rankings, the funnel, videos and everything
+else (the overview) -> report pages."""
 from ganflow import report
 from ganflow.runlog import logged
 
@@ -10,5 +11,10 @@ with logged(snakemake.log[0]):
         report.score_histogram(inp.rank, out[0], keep_tsv=inp.keep, title=f"Round {snakemake.wildcards.r}")
     elif rule == "report_funnel":
         report.funnel_page(inp[0], out[0])
+    elif rule == "report_overview":
+        report.overview_page(out[0], title=f"ganflow: {snakemake.params.dataset}", funnel_tsv=inp.funnel, sections=[
+            ("Contact sheets", inp.contact), ("Training curves", inp.curves),
+            ("Ranking", [*inp.scores, *inp.keep]), ("Samples", [inp.samples]), ("Figures", inp.figures),
+            ("Videos", inp.videos)])
     else:
         report.video_page(inp[0], out[0], title=snakemake.wildcards.video.replace("-", " ").capitalize())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Sequence
 
 from PIL import Image, ImageDraw
 
@@ -13,12 +13,21 @@ from .imaging import ImageRejected, load_srgb
 from .tables import atomic_path
 
 
+MARK = (255, 127, 14)  # the outline of marked thumbnails (e.g. what a ranking dropped)
+
+
 def contact_sheet(items: Sequence[tuple[str, str]], out_png: Path, *, thumb: int = 64,
-                  max_items: int = 64, title: str = "") -> int:
+                  max_items: int = 64, title: str = "", cols: int | None = None,
+                  marked: Collection[int] = ()) -> int:
     """Write a grid of (image path, label) thumbnails; unreadable files show as a grey tile
-    with their label, so a sheet of rejects can show corrupt files too. Returns the count."""
+    with their label, so a sheet of rejects can show corrupt files too. Items whose index is
+    in `marked` get an orange outline; a sheet that shows only the first `max_items` says so
+    in its title ("64 of 128"). Returns the count shown."""
+    total = len(items)
     items = list(items)[:max_items]
-    cols = max(1, min(len(items), int(math.ceil(math.sqrt(max(len(items), 1))))))
+    if total > len(items):
+        title = f"{title} ({len(items)} of {total} shown)" if title else f"{len(items)} of {total} shown"
+    cols = cols or max(1, min(len(items), int(math.ceil(math.sqrt(max(len(items), 1))))))
     rows = max(1, math.ceil(len(items) / cols))
     label_h, head = 12, (16 if title else 0)
     sheet = Image.new("RGB", (cols * thumb, head + rows * (thumb + label_h)), (32, 32, 32))
@@ -35,6 +44,8 @@ def contact_sheet(items: Sequence[tuple[str, str]], out_png: Path, *, thumb: int
             sheet.paste(tile, (x + (thumb - tile.width) // 2, y + (thumb - tile.height) // 2))
         except ImageRejected:
             draw.rectangle((x + 1, y + 1, x + thumb - 2, y + thumb - 2), fill=(90, 90, 90))
+        if i in marked:
+            draw.rectangle((x, y, x + thumb - 1, y + thumb - 1), outline=MARK, width=max(2, thumb // 24))
         draw.text((x + 2, y + thumb), label[: max(4, thumb // 6)], fill=(230, 230, 230))
     with atomic_path(out_png) as tmp:
         sheet.save(tmp, format="PNG")

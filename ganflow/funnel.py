@@ -7,6 +7,7 @@ at when a dataset comes out smaller than expected.
 from __future__ import annotations
 
 import json
+import math
 import logging
 from collections import Counter
 from pathlib import Path
@@ -78,10 +79,20 @@ def make_funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path]
     picks = {
         "faces": [(r["path"], r["crop"]) for r in _rows(faces) if r["status"] == "face"],
         "rejected": [(r["path"], r["verdict"]) for r in clean_rows if r["verdict"] != "kept"],
-        "duplicates": [(by_crop[r["crop"]]["path"], f"{r['kind']}:{r['cluster']}")
-                       for r in read_tsv(dedupe_tsv) if r["keep"] != "1" and r["crop"] in by_crop],
+        # each dropped copy right after the copy it duplicated (pairs share a row)
+        "duplicates": [pair for r in read_tsv(dedupe_tsv) if r["keep"] != "1" and r["crop"] in by_crop
+                       and r["cluster"] in by_crop
+                       for pair in ((by_crop[r["cluster"]]["path"], f"kept {r['cluster']}"),
+                                    (by_crop[r["crop"]]["path"], f"{r['kind']} {r['crop']}"))],
         "images": [(r["path"], r["image"]) for r in _rows(images)],
     }
     for stage, out_png in sheets.items():
-        contact_sheet(picks[stage], out_png, thumb=thumb, max_items=max_items, title=f"{stage}: {len(picks[stage])}")
+        items = picks[stage]
+        if stage == "duplicates":
+            pairs = len(items) // 2
+            contact_sheet(items, out_png, thumb=thumb, max_items=max_items - max_items % 2,
+                          cols=2 * max(1, math.ceil(math.sqrt(min(pairs, max_items // 2) / 2))),
+                          marked=range(1, len(items), 2), title=f"duplicates: {pairs} (kept, then the dropped copy)")
+        else:
+            contact_sheet(items, out_png, thumb=thumb, max_items=max_items, title=f"{stage}: {len(items)}")
     return table

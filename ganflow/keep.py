@@ -58,12 +58,12 @@ def make_keep(rank_tsv: str | os.PathLike, out_keep_tsv: str | os.PathLike, *, d
     kept = scored[low:n - high]
     write_tsv(out_keep_tsv, ({"image": image, "score": row["score"]} for _, image, row in kept), KEEP_COLUMNS)
     sheets_dir = Path(sheets_dir)
-    contact_sheet([(t[2]["path"], f"{t[0]:.3g}") for t in scored[:sheet_items]], sheets_dir / "lowest.png",
-                  thumb=thumb, max_items=sheet_items,
-                  title=f"lowest of {n}: {low} dropped")
-    contact_sheet([(t[2]["path"], f"{t[0]:.3g}") for t in scored[::-1][:sheet_items]], sheets_dir / "highest.png",
-                  thumb=thumb, max_items=sheet_items,
-                  title=f"highest of {n}: {high} dropped")
+    contact_sheet([(t[2]["path"], f"{t[0]:.3g}") for t in scored], sheets_dir / "lowest.png",
+                  thumb=thumb, max_items=sheet_items, marked=range(low),
+                  title=f"lowest of {n}: {low} dropped (outlined)")
+    contact_sheet([(t[2]["path"], f"{t[0]:.3g}") for t in scored[::-1]], sheets_dir / "highest.png",
+                  thumb=thumb, max_items=sheet_items, marked=range(high),
+                  title=f"highest of {n}: {high} dropped (outlined)")
     summary = {"count": n, "kept": len(kept), "dropped_lowest": low, "dropped_highest": high,
                "unscored": len(unscored)}
     if unscored:

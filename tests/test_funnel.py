@@ -1,0 +1,81 @@
+"""Contact sheets a person can review: a sheet says when it shows only a sample, marks what
+was dropped, and the duplicates sheet shows each dropped copy beside the one it duplicated."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from ganflow import funnel
+from ganflow.contact import MARK, contact_sheet
+from ganflow.tables import write_tsv
+
+THUMB = 32
+
+
+def _tiles(tmp_path, n: int) -> list[tuple[str, str]]:
+    items = []
+    for k in range(n):
+        path = tmp_path / f"t{k}.png"
+        Image.new("RGB", (40, 40), (20 * k % 256, 100, 200 - 10 * k % 200)).save(path)
+        items.append((str(path), f"t{k}"))
+    return items
+
+
+def _orange_tiles(sheet: np.ndarray, cols: int, head: int, count: int) -> list[int]:
+    """Indices of the tiles whose outline is the mark colour."""
+    found = []
+    for i in range(count):
+        x, y = (i % cols) * THUMB, head + (i // cols) * (THUMB + 12)
+        if (sheet[y, x:x + THUMB] == MARK).all(-1).mean() > 0.9:
+            found.append(i)
+    return found
+
+
+def test_a_sampled_sheet_says_so_and_marks_what_it_is_told(tmp_path):
+    items = _tiles(tmp_path, 10)
+    contact_sheet(items, tmp_path / "all.png", thumb=THUMB, max_items=4, title="faces: 10")
+    contact_sheet(items[:4], tmp_path / "four.png", thumb=THUMB, max_items=4, title="faces: 10")
+    sampled, four = (np.asarray(Image.open(tmp_path / n)) for n in ("all.png", "four.png"))
+    assert sampled.shape == four.shape
+    assert not np.array_equal(sampled[:16], four[:16])  # the title says "4 of 10 shown"
+    assert np.array_equal(sampled[16:], four[16:])  # the same first four thumbnails
+    contact_sheet(items, tmp_path / "marked.png", thumb=THUMB, max_items=9, marked=range(2))
+    marked = np.asarray(Image.open(tmp_path / "marked.png"))
+    assert _orange_tiles(marked, 3, 16, 9) == [0, 1]  # under the title "9 of 10 shown"
+
+
+def test_duplicates_sheet_pairs_each_copy_with_the_one_kept(tmp_path):
+    items = _tiles(tmp_path, 6)
+    crops = [f"c{k}" for k in range(6)]
+    clean = tmp_path / "clean.tsv"
+    write_tsv(clean, [{"crop": c, "id": c, "path": p, "verdict": "kept"} for c, (p, _) in zip(crops, items)],
+              ["crop", "id", "path", "verdict"])
+    dedupe = tmp_path / "dedupe.tsv"  # c0 kept with two copies (c1, c2), c3 kept with one (c4), c5 alone
+    write_tsv(dedupe, [{"crop": "c0", "cluster": "c0", "keep": 1, "kind": "unique"},
+                       {"crop": "c1", "cluster": "c0", "keep": 0, "kind": "exact"},
+                       {"crop": "c2", "cluster": "c0", "keep": 0, "kind": "near"},
+                       {"crop": "c3", "cluster": "c3", "keep": 1, "kind": "unique"},
+                       {"crop": "c4", "cluster": "c3", "keep": 0, "kind": "near"},
+                       {"crop": "c5", "cluster": "c5", "keep": 1, "kind": "unique"}],
+              ["crop", "cluster", "keep", "kind"])
+    empty = tmp_path / "empty.tsv"
+    write_tsv(empty, [], ["id"])
+    (tmp_path / "summary.json").write_text(json.dumps({"posts": 6, "selected": 6, "found": 6}))
+    sheet = tmp_path / "dups.png"
+    funnel.make_funnel(tmp_path / "summary.json", [], [clean], dedupe, [], [empty], tmp_path / "funnel.tsv",
+                       {"duplicates": sheet}, thumb=THUMB, max_items=64)
+    pixels = np.asarray(Image.open(sheet))
+    cols = pixels.shape[1] // THUMB
+    assert cols % 2 == 0  # a pair never wraps across rows
+    head = 16
+    rows = (pixels.shape[0] - head) // (THUMB + 12)
+    assert cols * rows >= 6 > cols * (rows - 1)  # three pairs
+    # kept copies plain, dropped copies outlined, each right after its kept one
+    assert _orange_tiles(pixels, cols, head, 6) == [1, 3, 5]
+    for slot, source in ((0, 0), (1, 1), (2, 0), (3, 2), (4, 3), (5, 4)):
+        x, y = (slot % cols) * THUMB, head + (slot // cols) * (THUMB + 12)
+        colour = np.asarray(Image.open(items[source][0]))[20, 20]
+        assert np.abs(pixels[y + THUMB // 2, x + THUMB // 2].astype(int) - colour).max() < 8, (slot, source)

@@ -29,7 +29,9 @@ import tensorflow as tf
 from . import networks
 from .dataset import iterate_images, read_meta
 from .images import fit_square
+from .ids import IMAGE_EXTS
 from .imaging import ImageRejected, load_srgb, to_array
+from .keep import ranking_sheets
 from .runlog import SetupError, logged, progress
 from .tables import read_tsv, write_tsv
 from .weights import load_export
@@ -71,15 +73,17 @@ def score_dataset(D: Scorer, dataset_dir: str | os.PathLike, *, paths: Mapping[s
 
 
 def _folder_files(folder: Path) -> list[Path]:
+    """The image files under `folder` (by extension; hidden files and e.g. manifests aside)."""
     if not folder.is_dir():
         raise SetupError(f"image folder {folder} does not exist or is not a directory; give a folder of images")
     return sorted(p for p in folder.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                  if p.is_file() and p.suffix.lower().lstrip(".") in IMAGE_EXTS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def score_folder(D: Scorer, folder: str | os.PathLike, *, resolution: int | None = None,
                  batch_size: int = 64) -> list[dict]:
-    """A row per file under `folder` (hidden files aside): each is decoded to sRGB, cut
+    """A row per image file under `folder` (hidden files aside): each is decoded to sRGB, cut
     to its centred square and resized to D's resolution as the images stage would; a
     file that cannot be decoded gets a row with its reason instead of a score. The
     image id is the file's path relative to the folder."""
@@ -169,7 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             n = rank_folder(args.run, args.images, args.out, batch_size=args.batch_size)
         else:
             n = rank_dataset(args.run, args.dataset, args.manifest, args.out, batch_size=args.batch_size)
-        log.info("wrote %d rows to %s", n, args.out)
+        out = Path(args.out)
+        sheets = out.with_name(f"{out.stem}-lowest.png"), out.with_name(f"{out.stem}-highest.png")
+        ranking_sheets(out, *sheets)
+        log.info("wrote %d rows to %s, and the lowest and highest to %s and %s", n, out, *sheets)
     return 0
 
 

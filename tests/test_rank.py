@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import numpy as np
 import pytest
@@ -185,12 +186,17 @@ def test_cli_ranks_a_folder_or_a_dataset_with_an_exported_run(tmp_path, D, packe
     G = networks.Generator(resolution=RES, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8)
     _export(G, D, tmp_path / "export")
     folder = _folder(tmp_path)
+    write_tsv(folder / "0000.tsv", [{"image": "a", "path": "a.png"}], ["image", "path"])  # an images stage's
+    (folder / "notes.txt").write_text("not an image")                                       # manifest, a note
     assert rank.main(["--run", str(tmp_path / "export"), "--images", str(folder),
                       "--out", str(tmp_path / "rank.tsv"), "--batch-size", "2"]) == 0
     table = read_tsv(tmp_path / "rank.tsv")
     expected = {r["image"]: r["score"] for r in rank.score_folder(D, folder)}
     assert expected["broken.jpg"] is None
-    assert {r["image"] for r in table} == set(expected)
+    assert {r["image"] for r in table} == set(expected) and not {"0000.tsv", "notes.txt"} & set(expected)
+    scored = sum(1 for r in table if r["score"])
+    for end in ("lowest", "highest"):  # the same sheets as the workflow's ranking gets
+        assert Image.open(tmp_path / f"rank-{end}.png").width == 64 * math.ceil(math.sqrt(scored))
     assert float(table[0]["score"]) == pytest.approx(expected[table[0]["image"]], rel=1e-4, abs=1e-5)
     manifests = [a for m in packed["manifests"] for a in ("--manifest", str(m))]
     rank.main(["--run", str(tmp_path / "export"), "--dataset", str(packed["ds"]), *manifests,

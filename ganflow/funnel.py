@@ -68,7 +68,8 @@ def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], ded
 def make_funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], dedupe_tsv: Path,
                 images: Sequence[Path], image_rejects: Sequence[Path], out_tsv: Path, sheets: dict[str, Path],
                 *, thumb: int = 64, max_items: int = 64) -> list[dict]:
-    """Write the funnel table and one contact sheet per stage (faces, rejected, duplicates, images)."""
+    """Write the funnel table and one contact sheet per stage (no-face sources, faces, rejected,
+    duplicates, images)."""
     table = funnel(summary_json, faces, clean, dedupe_tsv, images, image_rejects)
     write_tsv(out_tsv, table, FUNNEL_COLUMNS)
     for row in table:
@@ -76,8 +77,11 @@ def make_funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path]
             log.info("funnel %-10s %s", row["stage"], row["count"])
     clean_rows = _rows(clean)
     by_crop = {r["crop"]: r for r in clean_rows}
+    face_rows = _rows(faces)
     picks = {
-        "faces": [(r["path"], r["crop"]) for r in _rows(faces) if r["status"] == "face"],
+        # the sources where the detector found nothing: the sheet to tune faces: settings on
+        "no-face": [(r["source"], r["id"]) for r in face_rows if r["status"] == "no_face"],
+        "faces": [(r["path"], r["crop"]) for r in face_rows if r["status"] == "face"],
         "rejected": [(r["path"], r["verdict"]) for r in clean_rows if r["verdict"] != "kept"],
         # each dropped copy right after the copy it duplicated (pairs share a row)
         "duplicates": [pair for r in read_tsv(dedupe_tsv) if r["keep"] != "1" and r["crop"] in by_crop

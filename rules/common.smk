@@ -32,7 +32,7 @@ IS_DEMO = config["source"]["root"] == DEMO_ROOT
 DOWNLOADED_CASCADE = "resources/lbpcascade_animeface.xml"
 CASCADE = config["faces"]["cascade"] or DOWNLOADED_CASCADE
 
-CONTACT_STAGES = ["faces", "rejected", "duplicates", "images"]
+CONTACT_STAGES = ["no-face", "faces", "rejected", "duplicates", "images"]
 FIGURE_NAMES = [
     "uncurated",
     "style_mixing",

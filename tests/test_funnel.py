@@ -79,3 +79,23 @@ def test_duplicates_sheet_pairs_each_copy_with_the_one_kept(tmp_path):
         x, y = (slot % cols) * THUMB, head + (slot // cols) * (THUMB + 12)
         colour = np.asarray(Image.open(items[source][0]))[20, 20]
         assert np.abs(pixels[y + THUMB // 2, x + THUMB // 2].astype(int) - colour).max() < 8, (slot, source)
+
+
+def test_sources_without_a_face_get_their_own_sheet(tmp_path):
+    items = _tiles(tmp_path, 3)
+    faces = tmp_path / "faces.tsv"
+    write_tsv(faces, [{"crop": "", "id": "7", "source": items[0][0], "path": "", "status": "no_face"},
+                      {"crop": "8-0", "id": "8", "source": items[1][0], "path": items[1][0], "status": "face"},
+                      {"crop": "", "id": "9", "source": items[2][0], "path": "", "status": "no_face"}],
+              ["crop", "id", "source", "path", "status"])
+    empty = tmp_path / "empty.tsv"
+    write_tsv(empty, [], ["crop", "verdict", "keep", "cluster", "kind", "reason"])
+    (tmp_path / "summary.json").write_text(json.dumps({"posts": 3, "selected": 3, "found": 3}))
+    sheets = {"no-face": tmp_path / "no-face.png", "faces": tmp_path / "faces.png"}
+    table = funnel.make_funnel(tmp_path / "summary.json", [faces], [empty], empty, [], [empty],
+                               tmp_path / "funnel.tsv", sheets, thumb=THUMB)
+    assert {"stage": "with_face", "count": "", "dropped_reason": "no_face", "dropped": 2} in table
+    no_face, found = (np.asarray(Image.open(p)) for p in sheets.values())
+    assert no_face.shape[1] == 2 * THUMB and found.shape[1] == THUMB  # two sources, one face
+    colour = np.asarray(Image.open(items[2][0]))[20, 20]  # the second no-face source, second tile
+    assert np.abs(no_face[16 + THUMB // 2, THUMB + THUMB // 2].astype(int) - colour).max() < 8

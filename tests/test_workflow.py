@@ -59,7 +59,7 @@ def test_data_stages_end_to_end(demo_run):
     funnel = {r["stage"]: int(r["count"]) for r in read_tsv(res / "report/funnel.tsv") if r["count"]}
     assert funnel["final"] == len(images) and funnel["found"] == len(selected)
     assert funnel["posts"] >= funnel["selected"] >= funnel["found"] >= funnel["with_face"]
-    for stage in ("faces", "rejected", "duplicates", "images"):
+    for stage in ("no-face", "faces", "rejected", "duplicates", "images"):
         assert Image.open(res / f"report/contact-{stage}.png").size[0] > 0
     assert seconds < 180
 

@@ -6,7 +6,8 @@ clustering runs once over the whole dataset. An all-pairs comparison of 700k has
 pigeonhole: cut the 64 bits into k > threshold blocks, and any such pair agrees exactly
 on at least k - threshold of them, so only hashes sharing one such block combination
 are compared. Clusters are the transitive closure (union-find) of exact (sha256) and
-near (Hamming) pairs; exactly one crop per cluster is kept.
+near (Hamming) pairs; exactly one crop per cluster is kept: the best copy, not the
+largest, since an upscaled re-encode is larger than its original and worse.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from .tables import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
 
-DEDUPE_COLUMNS = ["crop", "cluster", "keep", "kind", "distance"]
+DEDUPE_COLUMNS = ["crop", "cluster", "keep", "kind", "distance", "why"]
+# lossless, quality and upscaled are optional: a table without them compares copies by size.
 CLEAN_NEEDED = ("crop", "verdict", "width", "height", "sha256", "phash")
 HASH_BITS = 64
+# The clean settings that reject crops for each reason, for the message when none is left.
+_CLEAN_KEYS = {"too_small": "clean.min_side", "grayscale": "clean.gray_chroma", "monochrome": "clean.mono_std"}
 
 # Relative costs per element of one argsort and per compared candidate pair, used to pick
 # the block layout; only their ratio matters (measured with numpy 2.4 on uint64 arrays).
@@ -53,18 +57,25 @@ def parse_phash(value: str | int | None) -> int | None:
 
 
 def find_clusters(crops: Sequence[str], sha256: Sequence[str], phash: Sequence[str | int | None],
-                  areas: Sequence[int], threshold: int = 4) -> list[dict]:
+                  areas: Sequence[int], threshold: int = 4, *, lossless: Sequence[bool] | None = None,
+                  upscaled: Sequence[bool] | None = None, quality: Sequence[int] | None = None) -> list[dict]:
     """One row per crop (input order): crop, cluster (id of the kept crop), keep (1/0),
-    kind (unique = the kept crop itself, exact = same pixels as it, near = similar), and
-    distance (Hamming bits to the kept crop; empty when a hash is missing).
+    kind (unique = the kept crop itself, exact = same pixels as it, near = similar),
+    distance (Hamming bits to the kept crop; empty when a hash is missing) and why (on the
+    kept crop of a cluster of several: what made it beat the runner-up).
 
-    The kept crop is the largest (width*height), ties to the smallest crop id, so the
-    choice does not depend on input order. Crops without a usable phash only join
-    clusters through an identical sha256.
+    The kept crop is the best copy: from a lossless source over a lossy one, native
+    pixels over upscaled ones, higher JPEG quality (0: unknown), larger (width*height),
+    then the smallest crop id, so the choice does not depend on input order. Crops
+    without a usable phash only join clusters through an identical sha256.
     """
     n = len(crops)
-    if not (len(sha256) == len(phash) == len(areas) == n):
-        raise ValueError("find_clusters needs crops, sha256, phash and areas of equal length")
+    columns = [np.zeros(n, dtype=np.int64) if c is None else np.asarray(c, dtype=np.int64)
+               for c in (areas, lossless, upscaled, quality)]
+    if not (len(sha256) == len(phash) == n and all(len(c) == n for c in columns)):
+        raise ValueError("find_clusters needs crops, sha256, phash, areas, lossless, upscaled and quality "
+                         "of equal length")
+    areas, lossless, upscaled, quality = columns
     if not 0 <= threshold <= HASH_BITS // 2:
         raise ValueError(f"dedupe threshold must be 0..{HASH_BITS // 2} bits, got {threshold}")
     if n == 0:
@@ -84,7 +95,7 @@ def find_clusters(crops: Sequence[str], sha256: Sequence[str], phash: Sequence[s
     labels = connected_components(n, np.concatenate([e[0] for e in edges]),
                                   np.concatenate([e[1] for e in edges]))
 
-    keeper = _keepers(labels, np.asarray(areas, dtype=np.int64), crops)
+    keeper, runner_up = _keepers(labels, (-lossless, upscaled, -quality, -areas), crops)
     both = valid & valid[keeper]
     distance = np.bitwise_count(hashes ^ hashes[keeper]).astype(np.int64)
     rows = []
@@ -97,8 +108,25 @@ def find_clusters(crops: Sequence[str], sha256: Sequence[str], phash: Sequence[s
             "keep": 1 if i == k else 0,
             "kind": "unique" if i == k else ("exact" if same_pixels else "near"),
             "distance": int(distance[i]) if both[i] else (0 if same_pixels else ""),
+            "why": _why(k, int(runner_up[i]), lossless, upscaled, quality, areas) if i == k else "",
         })
     return rows
+
+
+def _why(k: int, r: int, lossless: np.ndarray, upscaled: np.ndarray, quality: np.ndarray,
+         areas: np.ndarray) -> str:
+    """What made crop k win over r, the runner-up of its cluster (empty when k is alone)."""
+    if r < 0:
+        return ""
+    if lossless[k] != lossless[r]:
+        return "lossless over lossy"
+    if upscaled[k] != upscaled[r]:
+        return "native pixels over upscaled"
+    if quality[k] != quality[r]:
+        return f"jpeg q{quality[k]} > " + (f"q{quality[r]}" if quality[r] else "unknown quality")
+    if areas[k] != areas[r]:
+        return f"larger: {areas[k]} > {areas[r]} px"
+    return "equal: smallest crop id"
 
 
 def near_pairs(hashes: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -201,28 +229,39 @@ def _same_value_edges(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return linked, rep[linked]
 
 
-def _keepers(labels: np.ndarray, areas: np.ndarray, crops: Sequence[str]) -> np.ndarray:
-    """For every crop, the index of its cluster's kept crop: largest area, then smallest id."""
+def _keepers(labels: np.ndarray, merit: Sequence[np.ndarray], crops: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """For every crop, the indices of its cluster's kept crop and runner-up (-1 when the
+    cluster has one crop): the lowest `merit` keys, compared in order, then the smallest id."""
     n = len(labels)
     name_rank = np.empty(n, dtype=np.int64)
     name_rank[np.argsort(np.asarray(crops, dtype=str), kind="stable")] = np.arange(n)
-    order = np.lexsort((name_rank, -areas, labels))
-    firsts = order[np.r_[True, labels[order][1:] != labels[order][:-1]]]
+    order = np.lexsort((name_rank, *reversed(merit), labels))
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    seconds = np.minimum(starts + 1, n - 1)
+    paired = (starts + 1 < n) & (sorted_labels[seconds] == sorted_labels[starts])
     keeper_of_label = np.empty(n, dtype=np.int64)
-    keeper_of_label[labels[firsts]] = firsts
-    return keeper_of_label[labels]
+    keeper_of_label[sorted_labels[starts]] = order[starts]
+    runner_of_label = np.full(n, -1, dtype=np.int64)
+    runner_of_label[sorted_labels[starts[paired]]] = order[seconds[paired]]
+    return keeper_of_label[labels], runner_of_label[labels]
 
 
 def dedupe(clean_tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike,
            shard_dir: str | os.PathLike, threshold: int = 4) -> dict:
     """Cluster every kept crop of all clean manifests; write dedupe.tsv and one
     dedupe/{shard}.tsv per input manifest (even when empty), so each images shard
-    depends only on its own slice. Returns counts for the report."""
+    depends only on its own slice. Returns counts for the report. An empty shard is
+    normal; no kept crop in any shard is a SetupError naming the settings to change."""
     crops: list[str] = []
     sha: list[str] = []
     phash: list[str] = []
     areas: list[int] = []
+    lossless: list[bool] = []
+    upscaled: list[bool] = []
+    quality: list[int] = []
     shard_of: list[int] = []
+    verdicts: Counter = Counter()
     stems = [Path(p).stem for p in clean_tsvs]
     for s, path in enumerate(clean_tsvs):
         rows = read_tsv(path)
@@ -231,14 +270,20 @@ def dedupe(clean_tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike,
             raise SetupError(f"clean manifest {path} lacks column(s) {', '.join(missing)}; "
                              "rebuild it with the clean stage of this version")
         for row in rows:
+            verdicts[row["verdict"]] += 1
             if row["verdict"] != "kept":
                 continue
             crops.append(row["crop"])
             sha.append(row["sha256"] or "")
             phash.append(row["phash"] or "")
             areas.append(_int(row["width"]) * _int(row["height"]))
+            lossless.append(row.get("lossless") == "1")
+            upscaled.append(row.get("upscaled") == "1")
+            quality.append(_int(row.get("quality")))
             shard_of.append(s)
-    out = find_clusters(crops, sha, phash, areas, threshold)
+    if not crops:
+        raise SetupError(_nothing_kept(verdicts, len(stems)))
+    out = find_clusters(crops, sha, phash, areas, threshold, lossless=lossless, upscaled=upscaled, quality=quality)
     write_tsv(out_tsv, out, DEDUPE_COLUMNS)
     per_shard: list[list[dict]] = [[] for _ in stems]
     for s, row in zip(shard_of, out):
@@ -263,8 +308,20 @@ def dedupe(clean_tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike,
     }
 
 
-def _int(text: str) -> int:
-    """A size from a manifest cell; a malformed one counts as 0 so that crop loses ties."""
+def _nothing_kept(verdicts: Counter, manifests: int) -> str:
+    """The one sentence for a dataset the data stages emptied, naming the keys to change."""
+    if not verdicts:
+        return (f"the faces stage made no crop at all (all {manifests} clean manifests are empty: no face "
+                "found or no image decoded, see faces/*.tsv); lower faces.min_size or faces.min_neighbors, "
+                "or set faces.enabled: false if the images are already face crops")
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(verdicts.items()))
+    keys = [key for reason, key in _CLEAN_KEYS.items() if reason in verdicts]
+    fix = f"loosen {' / '.join(keys)}" if keys else "see clean/*.tsv for why each crop was rejected"
+    return f"the clean stage kept none of the {sum(verdicts.values())} face crops ({reasons}); {fix}"
+
+
+def _int(text: str | None) -> int:
+    """A number from a manifest cell; a missing or malformed one counts as 0 so that crop loses ties."""
     try:
         return int(text)
     except (TypeError, ValueError):

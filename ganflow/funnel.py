@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .contact import contact_sheet
+from .ids import FILE_PROBLEMS
 from .tables import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], ded
         return Counter({k[len(prefix):]: v for k, v in summary.items() if k.startswith(prefix)})
 
     rejected = prefixed("rejected:")
-    missing = Counter({"missing_file": rejected.pop("missing_file")}) if "missing_file" in rejected else Counter()
+    # selected posts whose file is not there to read (the "found" step's losses)
+    missing = Counter({reason: rejected.pop(reason) for reason in FILE_PROBLEMS if reason in rejected})
     with_face = {r["id"] for r in face_rows if r["status"] == "face"}
     image_drops = Counter(r["status"] for r in face_rows if r["status"] != "face")
     crops = [r for r in face_rows if r["status"] == "face"]

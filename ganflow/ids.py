@@ -3,23 +3,31 @@
 Danbooru metadata is messy at scale (broken lines, ids that are not numbers, odd
 extensions, posts whose file the mirror lacks), so every post lands either in a shard
 list or in the rejection table with its reason; posts filtered out on purpose (rating,
-tags) are only counted.
+tags) are only counted. The shard lists name only regular files this process can read:
+they become Snakemake inputs of the faces stage, and one file that Snakemake cannot read
+(or a name that cannot go in a table) would stop the whole run there. A selection with
+no image at all is a broken setup and stops here, naming the config key to change.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 import lzma
+import os
 import re
+import stat
 import tarfile
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .runlog import SetupError
 from .tables import atomic_open, write_tsv
 
 log = logging.getLogger(__name__)
@@ -30,6 +38,12 @@ IMAGE_EXTS = frozenset({"jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff
 _EXT_RE = re.compile(r"^[a-z0-9]{1,5}$")
 _RATINGS = {"s": "s", "safe": "s", "g": "g", "general": "g", "sensitive": "s",
             "q": "q", "questionable": "q", "e": "e", "explicit": "e"}
+ALL_RATINGS = frozenset(_RATINGS.values())
+# Characters a file name may not hold: they would break a table row or a Snakemake input
+# (control characters: tab, newline, escape...; line separators; undecodable bytes).
+_BAD_NAME_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
 
 
 def shard_of(image_id: int, shards: int) -> str:
@@ -53,10 +67,12 @@ class TagFilter:
                    any_of=frozenset(cfg.get("any_of", [])),
                    none_of=frozenset(cfg.get("none_of", [])))
 
-    def reason(self, rating: str, tags: set[str]) -> str | None:
-        """Why a post is filtered out, or None if it is kept. Unknown ratings pass."""
-        if rating and self.ratings and rating not in self.ratings:
-            return f"rating_{rating}"
+    def reason(self, rating: str | None, tags: set[str]) -> str | None:
+        """Why a post is filtered out, or None if it is kept. rating is "" when the post's is
+        missing or unknown: only a filter that allows every rating lets it pass, since a
+        safe-only one cannot prove it safe; None means the source has no ratings (a folder)."""
+        if rating is not None and self.ratings and not self.ratings >= ALL_RATINGS and rating not in self.ratings:
+            return f"rating_{rating or 'unknown'}"
         if not self.all_of <= tags:
             return "tags_all_of"
         if self.any_of and not (self.any_of & tags):
@@ -75,18 +91,65 @@ class Selection:
     counts: Counter = field(default_factory=Counter)
 
     def reject(self, source: str, line: int | str, post_id: str, reason: str, detail: str = "") -> None:
-        self.rejected.append({"source": source, "line": line, "id": post_id,
-                              "reason": reason, "detail": detail[:200]})
+        self.rejected.append({"source": escape(source), "line": escape(str(line)), "id": escape(post_id),
+                              "reason": reason, "detail": escape(detail[:200])})
         self.counts[f"rejected:{reason}"] += 1
+
+
+def escape(text: str) -> str:
+    """`text` as one printable table cell: control characters and undecodable bytes of a
+    file name (or of a broken metadata line) written as Python escapes (\\n, \\t, \\xff).
+    """
+    if not bad_name(text):
+        return text
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(ascii(c)[1:-1] if unicodedata.category(c) in _BAD_NAME_CATEGORIES else c for c in text)
+
+
+def bad_name(name: str) -> bool:
+    """Whether a name holds a character that no table cell or Snakemake input may hold."""
+    return any(unicodedata.category(c) in _BAD_NAME_CATEGORIES for c in name)
+
+
+FILE_PROBLEMS = ("missing_file", "broken_link", "not_a_file", "unreadable")  # what file_problem finds
+
+
+def file_problem(path: Path) -> tuple[str, str] | None:
+    """(reason, detail) when `path` is not a regular file this process can read, else None.
+
+    Only what opens is declared as a Snakemake input: Snakemake checksums its inputs and
+    stops the whole run on one it cannot read. FIFOs and devices are never opened (reading
+    a FIFO blocks until someone writes to it).
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        try:
+            return "broken_link", f"{path} -> {os.readlink(path)}"
+        except OSError:  # not a link at all
+            pass
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+            return "missing_file", str(path)
+        return "unreadable", f"{path}: {exc.strerror or exc}"
+    if not stat.S_ISREG(mode):
+        return "not_a_file", f"{path} is {_FILE_KINDS.get(stat.S_IFMT(mode), 'not a regular file')}"
+    try:  # O_NONBLOCK: a file swapped for a FIFO since the stat above still cannot block
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        return "unreadable", f"{path}: {exc.strerror or exc}"
+    return None
 
 
 # ---------------------------------------------------------------- metadata reading
 
 def iter_metadata(paths: Iterable[Path]) -> Iterator[tuple[str, int, str]]:
-    """Yield (source name, line number, raw text line) from .json/.jsonl/.json.xz/.tar.xz files.
+    """Yield (source name, line number, raw text line) from .json/.jsonl/.json.xz/.tar.xz files;
+    an empty (or blank) line comes as "", so that it is counted rather than lost.
 
-    A file may hold JSON lines or one JSON array; tarballs are read member by member so a
-    multi-gigabyte archive is never held in memory at once.
+    A file may hold JSON lines or one JSON array, with or without a UTF-8 byte-order mark
+    (utf-8-sig drops it; left in, it would break the first post or the whole array);
+    tarballs are read member by member so a multi-gigabyte archive is never held in
+    memory at once.
     """
     for path in paths:
         path = Path(path)
@@ -97,37 +160,35 @@ def iter_metadata(paths: Iterable[Path]) -> Iterator[tuple[str, int, str]]:
                     if member.isfile() and member.name.endswith((".json", ".jsonl")):
                         fh = tar.extractfile(member)
                         if fh is not None:
-                            yield from _iter_lines(f"{name}:{member.name}", io.TextIOWrapper(fh, "utf-8", "replace"))
+                            yield from _iter_lines(f"{name}:{member.name}",
+                                                   io.TextIOWrapper(fh, "utf-8-sig", "replace"))
         elif name.endswith(".xz"):
-            with lzma.open(path, "rt", encoding="utf-8", errors="replace") as fh:
+            with lzma.open(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
                 yield from _iter_lines(name, fh)
         else:
-            with open(path, encoding="utf-8", errors="replace") as fh:
+            with open(path, encoding="utf-8-sig", errors="replace") as fh:
                 yield from _iter_lines(name, fh)
 
 
 def _iter_lines(source: str, fh: io.TextIOBase) -> Iterator[tuple[str, int, str]]:
-    first = fh.read(1)
-    while first.isspace():
-        first = fh.read(1)
-    if first == "[":  # a JSON array file: split it into one post per "line"
-        try:
-            posts = json.loads(first + fh.read())
-        except json.JSONDecodeError as exc:
-            yield source, 1, f"<<broken JSON array: {exc}>>"
-            return
-        for i, post in enumerate(posts, 1):
-            yield source, i, json.dumps(post)
-        return
-    for i, line in enumerate(_prepend(first, fh), 1):
+    lines = enumerate(fh, 1)
+    for i, line in lines:
         if line.strip():
-            yield source, i, line
-
-
-def _prepend(first: str, fh: io.TextIOBase) -> Iterator[str]:
-    rest = fh.readline()
-    yield first + rest
-    yield from fh
+            break
+        yield source, i, ""
+    else:
+        return
+    if line.lstrip().startswith("["):  # a JSON array file: split it into one post per "line"
+        try:
+            posts = json.loads(line + fh.read())
+        except json.JSONDecodeError as exc:
+            yield source, i, f"<<broken JSON array: {exc}>>"
+            return
+        for k, post in enumerate(posts, 1):
+            yield source, k, json.dumps(post)
+        return
+    for i, line in itertools.chain([(i, line)], lines):
+        yield source, i, line if line.strip() else ""
 
 
 def parse_post(text: str) -> dict:
@@ -155,12 +216,11 @@ def parse_post(text: str) -> dict:
         raise ValueError("not_an_image_ext")
     tags = post.get("tags")
     if isinstance(tags, list):  # 2018-2020: [{"id", "name", "category"}]
-        names = {t.get("name", "") if isinstance(t, dict) else str(t) for t in tags}
+        tag_string = " ".join(str(t.get("name") or "") if isinstance(t, dict) else str(t) for t in tags)
     else:  # 2021+: space-separated tag_string (or its per-category parts)
         tag_string = post.get("tag_string") or " ".join(
             str(v) for k, v in post.items() if k.startswith("tag_string_") and v)
-        names = set(str(tag_string).split())
-    names.discard("")
+    names = set(str(tag_string).split())  # a tag holds no whitespace (nor tabs or newlines for the table)
     rating = _RATINGS.get(str(post.get("rating", "")).strip().lower(), "")
     return {"id": image_id, "rating": rating, "tags": names, "file_ext": ext}
 
@@ -170,9 +230,25 @@ def parse_post(text: str) -> dict:
 def select_danbooru(root: Path, metadata: Iterable[Path], tag_filter: TagFilter) -> Selection:
     """Read Danbooru metadata and keep posts that pass the filter and exist in the mirror."""
     root = Path(root)
+    metadata = [Path(p) for p in metadata]
+    _check_root(root)
+    if not _is_dir(root / "original"):
+        raise SetupError(f"source.root {root} has no original/ folder; set source.root to the "
+                         "Danbooru mirror that holds original/<id % 1000>/<id>.<ext>")
+    if not metadata:
+        raise SetupError(f"no metadata file matches source.metadata under source.root {root}; "
+                         "list the JSON files (globs allowed) relative to source.root")
+    for path in metadata:
+        problem = file_problem(path)
+        if problem:
+            raise SetupError(f"metadata file {escape(str(path))} cannot be read ({problem[0]}); "
+                             "fix source.metadata or the file")
     sel = Selection()
     seen: set[int] = set()
     for source, line_no, text in iter_metadata(metadata):
+        if not text:
+            sel.counts["empty_lines"] += 1
+            continue
         sel.counts["posts"] += 1
         try:
             post = parse_post(text)
@@ -192,12 +268,14 @@ def select_danbooru(root: Path, metadata: Iterable[Path], tag_filter: TagFilter)
         # Danbooru layout; the id is a validated int and the extension a short [a-z0-9]
         # word, so this path cannot escape the mirror.
         path = root / "original" / f"{image_id % 1000:04d}" / f"{image_id}.{post['file_ext']}"
-        if not path.is_file():
-            sel.reject(source, line_no, str(image_id), "missing_file", str(path))
+        problem = file_problem(path)
+        if problem:
+            sel.reject(source, line_no, str(image_id), *problem)
             continue
         sel.counts["found"] += 1
         sel.rows.append({"id": image_id, "path": str(path), "rating": post["rating"],
                          "tags": " ".join(sorted(post["tags"]))})
+    _check_selected(sel, "source.metadata", f"source.root {root} (the mirror that holds original/)")
     return sel
 
 
@@ -207,40 +285,150 @@ def folder_id(relative: str) -> int:
 
 
 def select_folder(root: Path, tag_filter: TagFilter) -> Selection:
-    """Walk a directory tree of images; tags come from optional sidecar .txt files."""
+    """Walk a directory tree of images; tags come from optional sidecar .txt files.
+
+    Every entry other than a directory, a dotfile or a sidecar is a post: a non-image, a
+    name no table can hold, a broken link, a FIFO, an unreadable file or directory each
+    get a rejection row. Folders have no ratings, so select.ratings does not apply.
+    """
     root = Path(root)
+    _check_root(root)
     sel = Selection()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path, error in _walk(root):
+        relative = path.relative_to(root).as_posix()
         ext = path.suffix.lower().lstrip(".")
+        if error is not None:
+            sel.counts["posts"] += 1
+            sel.reject(str(root), relative, "", "unreadable_dir", error.strerror or str(error))
+            continue
         if ext == "txt" or path.name.startswith("."):
             continue
-        relative = path.relative_to(root).as_posix()
         sel.counts["posts"] += 1
+        if bad_name(relative):
+            sel.reject(str(root), relative, "", "bad_file_name",
+                       f"{relative} (rename it: control characters or non-UTF-8 bytes)")
+            continue
         if ext not in IMAGE_EXTS:
             sel.reject(str(root), relative, "", "not_an_image_ext")
             continue
-        sidecar = path.with_suffix(".txt")
-        tags = set(re.split(r"[,\s]+", sidecar.read_text("utf-8", "replace"))) if sidecar.is_file() else set()
-        tags.discard("")
-        why = tag_filter.reason("", tags)
+        try:
+            tags = _sidecar_tags(path)
+        except ValueError as exc:
+            sel.reject(str(root), relative, "", "bad_sidecar", str(exc))
+            continue
+        why = tag_filter.reason(None, tags)
         if why:
             sel.counts[f"filtered:{why}"] += 1
             continue
         sel.counts["selected"] += 1
+        problem = file_problem(path)
+        if problem:
+            sel.reject(str(root), relative, "", *problem)
+            continue
         sel.counts["found"] += 1
         sel.rows.append({"id": folder_id(relative), "path": str(path), "rating": "",
                          "tags": " ".join(sorted(tags))})
+    _check_selected(sel, f"source.root {root}", f"source.root {root}")
     return sel
 
 
+def _walk(root: Path) -> Iterator[tuple[Path, OSError | None]]:
+    """(path, None) for every entry below `root` that is not a directory, in name order, plus
+    directories named like images (a row each: not_a_file); (directory, error) for one that
+    cannot be listed. Symlinked directories outside `root` are followed (once each); those
+    inside it are not, as their files are listed under their own paths."""
+    real_root = root.resolve()
+    followed: set[Path] = set()
+
+    def walk(top: Path) -> Iterator[tuple[Path, OSError | None]]:
+        try:
+            with os.scandir(top) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            yield top, exc
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # from the listing itself, no system call, for a plain entry
+            except OSError:  # a symlink loop: no directory either, and a broken_link row
+                is_dir = False
+            if not is_dir:
+                yield path, None
+                continue
+            if path.suffix.lower().lstrip(".") in IMAGE_EXTS:
+                yield path, None
+            if entry.is_symlink():
+                real = path.resolve()
+                if real == real_root or real_root in real.parents or real in followed:
+                    continue
+                followed.add(real)
+            yield from walk(path)
+
+    yield from walk(root)
+
+
+def _sidecar_tags(image: Path) -> set[str]:
+    """Tags from `image`'s same-name .txt file (none without one); ValueError when it exists
+    but cannot be read."""
+    sidecar = image.with_suffix(".txt")
+    problem = file_problem(sidecar)
+    if problem and problem[0] == "missing_file":
+        return set()
+    if problem:
+        raise ValueError(f"{sidecar.name}: {problem[0]}")
+    try:
+        text = sidecar.read_text("utf-8", "replace")
+    except OSError as exc:
+        raise ValueError(f"{sidecar.name}: {exc.strerror or exc}") from exc
+    return set(re.split(r"[,\s]+", text)) - {""}
+
+
+def _check_root(root: Path) -> None:
+    if bad_name(str(root)):
+        raise SetupError(f"source.root {escape(str(root))} holds a control character or bytes that are "
+                         "not UTF-8, which no manifest can hold; rename the folder or link it under a plain name")
+    if not _is_dir(root):
+        raise SetupError(f"source.root {root} does not exist or is not a directory; "
+                         "set source.root to the folder that holds your images")
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _check_selected(sel: Selection, posts_in: str, files_in: str) -> None:
+    """Stop on a selection without a single image: every later stage would run empty."""
+    if sel.rows:
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(sel.counts.items())) or "nothing"
+    if not sel.counts["posts"]:
+        fix = f"found no post in {posts_in}"
+    elif sel.counts["selected"]:
+        fix = f"none of the {sel.counts['selected']} selected posts has a readable image file; check {files_in}"
+    elif any(k.startswith("filtered:") for k in sel.counts):
+        fix = "the filters drop every post; loosen select.ratings, select.all_of, select.any_of or select.none_of"
+    else:
+        fix = f"every post was rejected; check {posts_in}"
+    raise SetupError(f"the ids stage selected no image ({counts}): {fix}")
+
+
 def source_listing(root: str | Path, kind: str) -> str:
-    """Digest of which files the source holds (names only, no reads): adding or removing
-    files changes it and reruns the ids stage; editing one does not (the faces stage sees that)."""
+    """Digest of which entries the source holds and their type and permissions (no reads):
+    adding, removing or chmod-ing files changes it and reruns the ids stage; editing one does
+    not (the faces stage sees that)."""
     root = Path(root)
     top = root / "original" if kind == "danbooru" else root
     h = hashlib.sha256()
-    for path in sorted(p.relative_to(top).as_posix() for p in top.rglob("*") if p.is_file()):
-        h.update(path.encode("utf-8", "surrogateescape") + b"\n")
+    for path, error in _walk(top):
+        try:
+            mode = "error" if error else f"{path.lstat().st_mode:o}"
+        except OSError:
+            mode = "gone"
+        h.update(os.fsencode(path.relative_to(top).as_posix()) + f" {mode}\n".encode())
     return h.hexdigest()[:20]
 
 

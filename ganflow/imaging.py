@@ -88,6 +88,7 @@ def decode_srgb(data: bytes, name: str = "<bytes>") -> Image.Image:
 
 
 def _decode(data: bytes, name: str) -> Image.Image:
+    """The fully decoded file as PIL opened it (any mode, as stored), or ImageRejected."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -1,4 +1,4 @@
-"""clean: each rejection reason, colour-mode conversion, hashes for dedupe."""
+"""clean: each rejection reason, colour-mode conversion and orientation, hashes and copy quality for dedupe."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from PIL import Image, ImageCms
 
 from ganflow import clean
 from ganflow.faces import FACE_COLUMNS
-from ganflow.imaging import load_srgb
+from ganflow.imaging import Encoding, load_srgb, load_with_encoding, peek_encoding
 from ganflow.tables import read_tsv, write_tsv
 
 
@@ -70,3 +70,59 @@ def test_make_clean_modes_reasons_and_hashes(tmp_path):
         diff = np.abs(np.asarray(load_srgb(files[name])).astype(int) - ref).mean()
         assert diff < 12, (name, diff)
     assert np.array_equal(np.asarray(load_srgb(files["palette.png"])), np.asarray(base.convert("P").convert("RGB")))
+
+
+def test_load_srgb_applies_exif_orientation(tmp_path):
+    """Stored sideways (or mirrored) with an EXIF orientation, a picture decodes upright."""
+    upright = _colourful(64).resize((64, 40))
+    exif = Image.Exif()
+    stored = {3: upright.transpose(Image.Transpose.ROTATE_180), 6: upright.transpose(Image.Transpose.ROTATE_90),
+              2: upright.transpose(Image.Transpose.FLIP_LEFT_RIGHT)}
+    for orientation, img in stored.items():
+        exif[0x0112] = orientation
+        img.save(tmp_path / f"{orientation}.png", exif=exif.tobytes())
+        assert np.array_equal(np.asarray(load_srgb(tmp_path / f"{orientation}.png")), np.asarray(upright)), orientation
+    exif[0x0112] = 6
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "6.jpg", quality=95, exif=exif.tobytes())
+    assert load_srgb(tmp_path / "6.jpg").size == (64, 40)
+
+
+def test_encoding_lossless_and_estimated_jpeg_quality(tmp_path):
+    img = _colourful(64)
+    for q in (10, 50, 70, 85, 95, 100):
+        img.save(tmp_path / f"{q}.jpg", quality=q)
+        assert load_with_encoding(tmp_path / f"{q}.jpg")[1] == Encoding("jpeg", False, q)
+    img.save(tmp_path / "a.png")
+    img.save(tmp_path / "lossy.webp", quality=80)
+    img.save(tmp_path / "lossless.webp", lossless=True)
+    img.convert("RGBA").save(tmp_path / "alpha.webp", lossless=True)  # extended (VP8X) layout
+    assert load_with_encoding(tmp_path / "a.png")[1] == Encoding("png", True, None)
+    assert load_with_encoding(tmp_path / "lossy.webp")[1] == Encoding("webp", False, None)
+    assert load_with_encoding(tmp_path / "lossless.webp")[1] == Encoding("webp", True, None)
+    assert load_with_encoding(tmp_path / "alpha.webp")[1] == Encoding("webp", True, None)
+    assert peek_encoding((tmp_path / "70.jpg").read_bytes()) == Encoding("jpeg", False, 70)
+    assert peek_encoding(b"not an image") is None
+
+
+def test_upscaled_crops_have_little_detail_in_the_top_octave(tadne_grid):
+    grid = Image.open(tadne_grid).convert("RGB")
+    for k in (0, 14, 35):
+        r, c = divmod(k, 6)
+        face = grid.crop((c * 512 + 128, r * 512 + 96, c * 512 + 384, r * 512 + 352))
+        assert clean.top_octave_share(face) > 0.2, k
+        assert clean.top_octave_share(face.resize((512, 512), Image.LANCZOS)) < clean.UPSCALED_BELOW, k
+        assert clean.top_octave_share(face.resize((512, 512), Image.BICUBIC)) < clean.UPSCALED_BELOW, k
+    assert clean.top_octave_share(Image.new("RGB", (64, 64), (9, 9, 9))) == 1.0  # nothing to judge
+
+
+def test_source_encoding_is_carried_and_an_empty_shard_is_no_error(tmp_path):
+    _colourful(128).save(tmp_path / "a.png")
+    row = {"crop": "1-0", "id": 1, "source": "src/1.jpg", "path": str(tmp_path / "a.png"), "box": "0,0,128,128",
+           "score": "1.0", "status": "face", "detail": "", "format": "jpeg", "lossless": 0, "quality": 88}
+    write_tsv(tmp_path / "faces.tsv", [row], FACE_COLUMNS)
+    clean.make_clean(tmp_path / "faces.tsv", tmp_path / "clean.tsv", clean.CleanParams())
+    (out,) = read_tsv(tmp_path / "clean.tsv")
+    assert (out["format"], out["lossless"], out["quality"], out["upscaled"]) == ("jpeg", "0", "88", "0")
+    write_tsv(tmp_path / "empty.tsv", [], FACE_COLUMNS)
+    assert clean.make_clean(tmp_path / "empty.tsv", tmp_path / "clean-empty.tsv", clean.CleanParams()) == {}
+    assert read_tsv(tmp_path / "clean-empty.tsv") == []

@@ -12,7 +12,8 @@ from ganflow import dedupe as dd
 from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv, write_tsv
 
-CLEAN_COLUMNS = ["crop", "id", "source", "path", "box", "width", "height", "verdict", "detail", "sha256", "phash"]
+CLEAN_COLUMNS = ["crop", "id", "source", "path", "box", "width", "height", "verdict", "detail", "sha256", "phash",
+                 "format", "lossless", "quality", "upscaled"]
 
 
 def _popcount(x: int) -> int:
@@ -105,10 +106,38 @@ def test_keeper_is_largest_then_smallest_id_whatever_the_order():
                                 [phash[i] for i in perm], [areas[i] for i in perm], 4)
         by = {r["crop"]: r for r in rows}
         assert [r["crop"] for r in rows] == [crops[i] for i in perm]
-        assert by["10-0"] == {"crop": "10-0", "cluster": "10-0", "keep": 1, "kind": "unique", "distance": 0}
-        assert by["9-0"] == {"crop": "9-0", "cluster": "10-0", "keep": 0, "kind": "near", "distance": 1}
+        assert by["10-0"] == {"crop": "10-0", "cluster": "10-0", "keep": 1, "kind": "unique", "distance": 0,
+                              "why": "equal: smallest crop id"}
+        assert by["9-0"] == {"crop": "9-0", "cluster": "10-0", "keep": 0, "kind": "near", "distance": 1, "why": ""}
         assert by["11-0"]["cluster"] == "10-0" and by["11-0"]["distance"] == 1
-        assert by["12-0"] == {"crop": "12-0", "cluster": "12-0", "keep": 1, "kind": "unique", "distance": 0}
+        assert by["12-0"] == {"crop": "12-0", "cluster": "12-0", "keep": 1, "kind": "unique", "distance": 0,
+                              "why": ""}
+
+
+@pytest.mark.parametrize("winner, loser, why", [
+    ({"lossless": 1, "upscaled": 1, "quality": 0, "area": 100}, {"lossless": 0, "upscaled": 0, "quality": 98, "area": 400},
+     "lossless over lossy"),
+    ({"lossless": 0, "upscaled": 0, "quality": 70, "area": 100}, {"lossless": 0, "upscaled": 1, "quality": 95, "area": 400},
+     "native pixels over upscaled"),
+    ({"lossless": 0, "upscaled": 0, "quality": 95, "area": 100}, {"lossless": 0, "upscaled": 0, "quality": 70, "area": 400},
+     "jpeg q95 > q70"),
+    ({"lossless": 0, "upscaled": 0, "quality": 70, "area": 100}, {"lossless": 0, "upscaled": 0, "quality": 0, "area": 400},
+     "jpeg q70 > unknown quality"),
+    ({"lossless": 1, "upscaled": 0, "quality": 0, "area": 400}, {"lossless": 1, "upscaled": 0, "quality": 0, "area": 100},
+     "larger: 400 > 100 px"),
+])
+def test_keeper_is_the_best_copy_and_says_why(winner, loser, why):
+    """Lossless over lossy, native over upscaled, higher JPEG quality, then size, in that order."""
+    h = "0123456789abcdef"
+    copies = {"1-0": loser, "2-0": winner, "3-0": loser}  # the winner is neither first nor smallest id
+    for perm in itertools.permutations(copies):
+        rows = dd.find_clusters(list(perm), ["a", "b", "c"], [h] * 3, [copies[c]["area"] for c in perm], 4,
+                                lossless=[copies[c]["lossless"] for c in perm],
+                                upscaled=[copies[c]["upscaled"] for c in perm],
+                                quality=[copies[c]["quality"] for c in perm])
+        by = {r["crop"]: r for r in rows}
+        assert by["2-0"]["keep"] == 1 and by["2-0"]["why"] == why
+        assert by["1-0"]["cluster"] == by["3-0"]["cluster"] == "2-0" and by["1-0"]["why"] == ""
 
 
 def test_transitive_chain_exact_kind_and_missing_hash():
@@ -124,7 +153,8 @@ def test_transitive_chain_exact_kind_and_missing_hash():
     assert rows["3-0"]["distance"] == 6 and rows["3-0"]["kind"] == "near"
     assert rows["4-0"]["kind"] == "exact" and rows["4-0"]["distance"] == 0
     assert rows["5-0"]["kind"] == "near" and rows["5-0"]["distance"] == ""
-    assert rows["6-0"] == {"crop": "6-0", "cluster": "6-0", "keep": 1, "kind": "unique", "distance": 0}
+    assert rows["6-0"] == {"crop": "6-0", "cluster": "6-0", "keep": 1, "kind": "unique", "distance": 0, "why": ""}
+    assert rows["1-0"]["why"] == "equal: smallest crop id"  # 4-0, its exact copy, is as good
 
 
 def test_identical_hashes_different_pixels_are_near_at_zero():
@@ -167,6 +197,8 @@ def test_connected_components_matches_reference():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="equal length"):
         dd.find_clusters(["a"], [], ["0" * 16], [1], 4)
+    with pytest.raises(ValueError, match="equal length"):
+        dd.find_clusters(["a"], ["s"], ["0" * 16], [1], 4, quality=[1, 2])
     with pytest.raises(ValueError, match="threshold"):
         dd.find_clusters(["a"], ["s"], ["0" * 16], [1], 40)
     assert dd.find_clusters([], [], [], [], 4) == []
@@ -195,10 +227,12 @@ def test_dedupe_writes_global_and_every_shard(tmp_path):
     everything = read_tsv(tmp_path / "dedupe.tsv")
     assert [r["crop"] for r in everything] == ["10-0", "11-0", "21-0"]  # only kept crops, in order
     assert read_tsv(tmp_path / "dedupe/0001.tsv") == [
-        {"crop": "11-0", "cluster": "10-0", "keep": "0", "kind": "near", "distance": "2"},
-        {"crop": "21-0", "cluster": "21-0", "keep": "1", "kind": "unique", "distance": "0"}]
-    assert [r["crop"] for r in read_tsv(tmp_path / "dedupe/0000.tsv")] == ["10-0"]
-    assert (tmp_path / "dedupe/0002.tsv").read_text() == "crop\tcluster\tkeep\tkind\tdistance\n"
+        {"crop": "11-0", "cluster": "10-0", "keep": "0", "kind": "near", "distance": "2", "why": ""},
+        {"crop": "21-0", "cluster": "21-0", "keep": "1", "kind": "unique", "distance": "0", "why": ""}]
+    assert read_tsv(tmp_path / "dedupe/0000.tsv") == [
+        {"crop": "10-0", "cluster": "10-0", "keep": "1", "kind": "unique", "distance": "0",
+         "why": "larger: 40000 > 10000 px"}]
+    assert (tmp_path / "dedupe/0002.tsv").read_text() == "crop\tcluster\tkeep\tkind\tdistance\twhy\n"
     assert summary["crops"] == 3 and summary["kept"] == 2 and summary["removed_near"] == 1
     assert summary["shards"] == 3 and summary["largest_cluster"] == 2
 
@@ -211,3 +245,45 @@ def test_dedupe_counts_unhashed_rows_and_refuses_foreign_tables(tmp_path, caplog
     write_tsv(tmp_path / "b.tsv", [{"crop": "1-0", "verdict": "kept"}], ["crop", "verdict"])
     with pytest.raises(SetupError, match=r"b\.tsv lacks column\(s\) width, height, sha256, phash"):
         dd.dedupe([tmp_path / "b.tsv"], tmp_path / "d.tsv", tmp_path / "d", threshold=4)
+
+
+def test_dedupe_stops_when_no_crop_is_left_naming_the_keys(tmp_path):
+    """An empty shard is normal; an empty dataset is a setup to fix, said at the stage that empties it."""
+    _clean(tmp_path / "0000.tsv", [])
+    _clean(tmp_path / "0001.tsv", [])
+    with pytest.raises(SetupError, match=r"no crop at all .* faces\.min_size .* faces\.enabled"):
+        dd.dedupe([tmp_path / "0000.tsv", tmp_path / "0001.tsv"], tmp_path / "d.tsv", tmp_path / "d")
+    _clean(tmp_path / "0001.tsv", [_row("1-0", "", "", 20, verdict="too_small"), _row("2-0", "", "", verdict="grayscale")])
+    with pytest.raises(SetupError, match=r"none of the 2 face crops \(grayscale 1, too_small 1\).*"
+                                         r"clean\.min_side / clean\.gray_chroma"):
+        dd.dedupe([tmp_path / "0000.tsv", tmp_path / "0001.tsv"], tmp_path / "d.tsv", tmp_path / "d")
+    assert not (tmp_path / "d.tsv").exists()
+    _clean(tmp_path / "0002.tsv", [_row("3-0", "0123456789abcdef", "s")])
+    summary = dd.dedupe([tmp_path / f"000{i}.tsv" for i in range(3)], tmp_path / "d.tsv", tmp_path / "d")
+    assert summary["kept"] == 1 and (tmp_path / "d/0000.tsv").exists()
+
+
+def test_planted_pair_keeps_the_lossless_original_over_its_upscaled_jpeg(tmp_path, tadne_grid):
+    """A PNG original and its 2x-upscaled quality-70 JPEG copy, through faces (as ready-made
+    crops), clean and dedupe: the original wins although the copy is four times larger."""
+    from PIL import Image
+
+    from ganflow import clean, faces
+    from ganflow.ids import ID_COLUMNS
+
+    art = Image.open(tadne_grid).convert("RGB").crop((128, 96, 384, 352))
+    art.save(tmp_path / "original.png")
+    art.resize((512, 512), Image.LANCZOS).save(tmp_path / "copy.jpg", quality=70)
+    write_tsv(tmp_path / "ids.tsv", [{"id": 1, "path": tmp_path / "copy.jpg"},
+                                     {"id": 2, "path": tmp_path / "original.png"}], ID_COLUMNS)
+    faces.make_faces(tmp_path / "ids.tsv", tmp_path / "crops", tmp_path / "faces.tsv", faces.FaceParams(enabled=False))
+    face_rows = {r["id"]: r for r in read_tsv(tmp_path / "faces.tsv")}
+    assert (face_rows["1"]["format"], face_rows["1"]["lossless"], face_rows["1"]["quality"]) == ("jpeg", "0", "70")
+    assert (face_rows["2"]["format"], face_rows["2"]["lossless"], face_rows["2"]["quality"]) == ("png", "1", "")
+    clean.make_clean(tmp_path / "faces.tsv", tmp_path / "clean.tsv", clean.CleanParams())
+    clean_rows = {r["id"]: r for r in read_tsv(tmp_path / "clean.tsv")}
+    assert clean_rows["1"]["upscaled"] == "1" and clean_rows["2"]["upscaled"] == "0"
+    dd.dedupe([tmp_path / "clean.tsv"], tmp_path / "dedupe.tsv", tmp_path / "dedupe")
+    rows = {r["crop"]: r for r in read_tsv(tmp_path / "dedupe.tsv")}
+    assert rows["2-0"]["keep"] == "1" and rows["2-0"]["why"] == "lossless over lossy"
+    assert rows["1-0"]["keep"] == "0" and rows["1-0"]["cluster"] == "2-0"

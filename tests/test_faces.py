@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -100,3 +103,52 @@ def test_cascade_setup_errors_are_one_sentence(tmp_path, cascade_path):
     with pytest.raises(SetupError, match="could not load"):
         faces.load_cascade(bad, sha256=None)
     assert not faces.load_cascade(cascade_path).empty()
+
+
+def test_manifest_is_byte_reproducible_with_broken_files(cascade_path, tiles, tmp_path):
+    """Two runs on the same inputs write the same bytes: no object repr with a memory
+    address (`<_io.BytesIO object at 0x...>`) may reach a detail cell."""
+    junk = tmp_path / "junk.jpg"
+    junk.write_text("not an image")
+    trunc = tmp_path / "trunc.jpg"
+    trunc.write_bytes(tiles[0].read_bytes()[:2000])
+    rows = [{"id": 1, "path": str(tiles[0])}, {"id": 2, "path": str(junk)}, {"id": 3, "path": str(trunc)}]
+    write_tsv(tmp_path / "ids.tsv", rows, ID_COLUMNS)
+    faces.make_faces(tmp_path / "ids.tsv", tmp_path / "crops", tmp_path / "a.tsv", faces.FaceParams(),
+                     cascade_path=cascade_path)
+    # the second run in a process of its own, as Snakemake runs it: object addresses differ there
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from ganflow import faces; "
+                    "faces.make_faces(*map(Path, sys.argv[1:4]), faces.FaceParams(), cascade_path=Path(sys.argv[4]))",
+                    tmp_path / "ids.tsv", tmp_path / "crops", tmp_path / "b.tsv", cascade_path], check=True)
+    manifest = (tmp_path / "a.tsv").read_bytes()
+    assert manifest == (tmp_path / "b.tsv").read_bytes()
+    assert b" at 0x" not in manifest
+    detail = {r["id"]: r for r in read_tsv(tmp_path / "a.tsv")}["2"]["detail"]
+    assert detail == f"{junk}: not an image format PIL can read"
+
+
+def test_exif_orientation_is_applied_before_detection(cascade_path, tadne_grid, tmp_path):
+    """A photo-style JPEG stored sideways with EXIF orientation 6 yields the faces of the
+    upright picture: same boxes, scores and crop pixels."""
+    upright = Image.open(tadne_grid).convert("RGB").crop((0, 0, 1536, 1024))
+    sideways = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    upright.transpose(Image.Transpose.ROTATE_90).save(sideways, quality=95, exif=exif.tobytes())
+    reference = tmp_path / "upright.png"  # the same decoded pixels, turned by hand and stored losslessly
+    Image.open(sideways).convert("RGB").transpose(Image.Transpose.ROTATE_270).save(reference)
+    write_tsv(tmp_path / "ids.tsv", [{"id": 1, "path": str(sideways)}, {"id": 2, "path": str(reference)}], ID_COLUMNS)
+    faces.make_faces(tmp_path / "ids.tsv", tmp_path / "crops", tmp_path / "faces.tsv", faces.FaceParams(),
+                     cascade_path=cascade_path)
+    rows = read_tsv(tmp_path / "faces.tsv")
+    found = {i: [(r["box"], r["score"], r["sha256"]) for r in rows if r["id"] == i] for i in ("1", "2")}
+    assert len(found["2"]) >= 4 and all(r["status"] == "face" for r in rows)
+    assert found["1"] == found["2"]
+
+
+def test_an_empty_shard_is_no_error(cascade_path, tmp_path):
+    write_tsv(tmp_path / "ids.tsv", [], ID_COLUMNS)
+    counts = faces.make_faces(tmp_path / "ids.tsv", tmp_path / "crops", tmp_path / "faces.tsv", faces.FaceParams(),
+                              cascade_path=cascade_path)
+    assert counts == {"images": 0, "with_face": 0, "crops": 0}
+    assert read_tsv(tmp_path / "faces.tsv") == []

@@ -1,13 +1,20 @@
-"""select: both Danbooru metadata formats, filters, bad lines, folder sources, sharding."""
+"""select: both Danbooru metadata formats, filters, bad lines and files, folder sources, sharding,
+and the setup errors of a selection that ends up empty."""
 
 from __future__ import annotations
 
+import errno
 import json
 import lzma
+import os
+import signal
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from ganflow import ids
+from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv
 
 
@@ -110,3 +117,161 @@ def test_folder_source_stable_ids_and_sidecar_tags(tmp_path):
     tmp_path.rename(moved)
     again = ids.select_folder(moved, ids.TagFilter())
     assert ids.folder_id("a/y.jpg") in {r["id"] for r in again.rows}
+
+
+def test_unknown_rating_passes_only_a_filter_that_allows_every_rating(tmp_path):
+    posts = [_post_2021(1), _post_2021(2, rating=""), _post_2021(3, rating="x"), {**_post_2021(4)}]
+    del posts[3]["rating"]
+    _mirror(tmp_path, posts)
+    (tmp_path / "m.json").write_text("\n".join(json.dumps(p) for p in posts))
+    safe = ids.select_danbooru(tmp_path, [tmp_path / "m.json"], ids.TagFilter.from_config({"ratings": ["s", "g"]}))
+    assert [r["id"] for r in safe.rows] == [1]
+    assert safe.counts["filtered:rating_unknown"] == 3
+    every = ids.select_danbooru(tmp_path, [tmp_path / "m.json"],
+                                ids.TagFilter.from_config({"ratings": ["s", "g", "q", "e"]}))
+    assert sorted(r["id"] for r in every.rows) == [1, 2, 3, 4]
+    # a folder has no ratings at all: the ratings filter does not apply to it
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.png").write_bytes(b"x")
+    assert len(ids.select_folder(tmp_path / "folder", ids.TagFilter()).rows) == 1
+
+
+def test_bom_and_empty_lines(tmp_path):
+    bom = "\ufeff"
+    posts = [_post_2018(i) for i in (31, 32, 33, 34, 35)]
+    _mirror(tmp_path, posts)
+    (tmp_path / "lines.json").write_text(bom + json.dumps(posts[0]) + "\n\n" + json.dumps(posts[1]) + "\n  \n",
+                                         encoding="utf-8")
+    (tmp_path / "array.json").write_text(bom + json.dumps(posts[2:4]), encoding="utf-8")
+    with lzma.open(tmp_path / "more.json.xz", "wt", encoding="utf-8") as fh:
+        fh.write(bom + "\n" + json.dumps(posts[4]) + "\n")
+    sel = ids.select_danbooru(tmp_path, [tmp_path / n for n in ("lines.json", "array.json", "more.json.xz")],
+                              ids.TagFilter())
+    assert sorted(r["id"] for r in sel.rows) == [31, 32, 33, 34, 35] and not sel.rejected
+    assert sel.counts["posts"] == 5 and sel.counts["empty_lines"] == 3
+    ids.write_selection(sel, tmp_path / "ids", shards=2)
+    assert json.loads((tmp_path / "ids" / "summary.json").read_text())["empty_lines"] == 3
+
+
+def _lock(monkeypatch, path: Path) -> None:
+    """chmod 000, which stops nobody running as root (as tests often do): then opening the
+    file is refused here as the kernel would refuse it to any other user."""
+    path.chmod(0)
+    if os.geteuid() != 0:
+        return
+    real_open = os.open
+
+    def refusing_open(name, flags, *args, **kwargs):
+        if Path(name) == path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(name))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+
+
+def _never_block():
+    """A FIFO opened for reading would hang the test forever: fail it instead."""
+    def stuck(signum, frame):
+        raise AssertionError("select blocked (did it open a FIFO?)")
+    signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(20)
+
+
+def test_folder_bad_files_are_rows_and_only_readable_files_are_inputs(tmp_path, monkeypatch):
+    root = tmp_path / "art"
+    (root / "sub").mkdir(parents=True)
+    (root / "good.png").write_bytes(b"x")
+    (root / "sub" / "good.jpg").write_bytes(b"x")
+    (root / "new\nline.png").write_bytes(b"x")
+    (root / "tab\there.jpg").write_bytes(b"x")
+    (root / "esc\x1b.png").write_bytes(b"x")
+    (Path(os.fsdecode(bytes(root) + b"/latin1-\xe9.png"))).write_bytes(b"x")
+    (root / "locked.png").write_bytes(b"x")
+    _lock(monkeypatch, root / "locked.png")
+    (root / "folder.png").mkdir()
+    (root / "folder.png" / "inside.webp").write_bytes(b"x")
+    (root / "gone.png").symlink_to(root / "nowhere.png")
+    (root / "loop.png").symlink_to(root / "loop.png")
+    os.mkfifo(root / "pipe.png")
+    (root / "linked").symlink_to(root / "sub")  # a second way to a folder inside: listed once
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "far.png").write_bytes(b"x")
+    (tmp_path / "elsewhere" / "back").symlink_to(root)
+    (root / "more").symlink_to(tmp_path / "elsewhere")  # a folder outside: followed
+    _never_block()
+    try:
+        sel = ids.select_folder(root, ids.TagFilter())
+        ids.write_selection(sel, tmp_path / "ids", shards=2)
+    finally:
+        signal.alarm(0)
+    assert sorted(r["path"] for r in sel.rows) == sorted(
+        str(root / p) for p in ("good.png", "sub/good.jpg", "folder.png/inside.webp", "more/far.png"))
+    rejected = {r["line"]: r for r in read_tsv(tmp_path / "ids" / "rejected.tsv")}
+    assert {k: r["reason"] for k, r in rejected.items()} == {
+        "new\\nline.png": "bad_file_name", "tab\\there.jpg": "bad_file_name", "esc\\x1b.png": "bad_file_name",
+        "latin1-\\xe9.png": "bad_file_name", "locked.png": "unreadable", "folder.png": "not_a_file",
+        "gone.png": "broken_link", "loop.png": "broken_link", "pipe.png": "not_a_file"}
+    assert rejected["new\\nline.png"]["detail"].startswith("new\\nline.png (rename it")
+    assert "a FIFO" in rejected["pipe.png"]["detail"] and "a directory" in rejected["folder.png"]["detail"]
+    listed = [r["path"] for f in sorted((tmp_path / "ids").glob("0*.tsv")) for r in read_tsv(f)]
+    assert sorted(listed) == sorted(r["path"] for r in sel.rows)
+    assert sel.counts["posts"] == len(sel.rows) + len(sel.rejected)
+
+
+def test_danbooru_bad_files_are_rows(tmp_path, monkeypatch):
+    posts = [_post_2018(i) for i in (1, 2, 3, 4, 5, 6)]
+    _mirror(tmp_path, posts[:2])
+    folder = tmp_path / "original" / "0003" / "3.jpg"
+    folder.mkdir(parents=True)
+    (tmp_path / "original" / "0004").mkdir()
+    (tmp_path / "original" / "0004" / "4.jpg").symlink_to("/nonexistent/4.jpg")
+    (tmp_path / "original" / "0005").mkdir()
+    os.mkfifo(tmp_path / "original" / "0005" / "5.jpg")
+    _lock(monkeypatch, tmp_path / "original" / "0002" / "2.jpg")
+    (tmp_path / "m.json").write_text("\n".join(json.dumps(p) for p in posts))
+    _never_block()
+    try:
+        sel = ids.select_danbooru(tmp_path, [tmp_path / "m.json"], ids.TagFilter())
+    finally:
+        signal.alarm(0)
+    assert [r["id"] for r in sel.rows] == [1]
+    assert {r["id"]: r["reason"] for r in sel.rejected} == {
+        "2": "unreadable", "3": "not_a_file", "4": "broken_link", "5": "not_a_file", "6": "missing_file"}
+
+
+def test_source_listing_sees_new_bad_entries_and_permissions(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    before = ids.source_listing(tmp_path, "folder")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere")
+    with_link = ids.source_listing(tmp_path, "folder")
+    (tmp_path / "a.png").chmod(0)
+    assert len({before, with_link, ids.source_listing(tmp_path, "folder")}) == 3
+    os.utime(tmp_path / "a.png")  # touching is no change
+    assert ids.source_listing(tmp_path, "folder") == ids.source_listing(tmp_path, "folder")
+
+
+def test_an_empty_selection_is_a_setup_error_naming_the_key(tmp_path):
+    with pytest.raises(SetupError, match=r"source\.root .*nope does not exist"):
+        ids.select_folder(tmp_path / "nope", ids.TagFilter())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SetupError, match=r"\(nothing\): found no post in source\.root .*empty"):
+        ids.select_folder(tmp_path / "empty", ids.TagFilter())
+    (tmp_path / "empty" / "a.png").write_bytes(b"x")
+    with pytest.raises(SetupError, match=r"filtered:tags_all_of 1.*: the filters drop every post; loosen select\.ratings"):
+        ids.select_folder(tmp_path / "empty", ids.TagFilter(all_of=frozenset({"1girl"})))
+
+    posts = [_post_2018(7), _post_2018(8, rating="e")]
+    (tmp_path / "original").mkdir()
+    (tmp_path / "m.json").write_text("\n".join(json.dumps(p) for p in posts))
+    with pytest.raises(SetupError, match=r"no metadata file matches source\.metadata"):
+        ids.select_danbooru(tmp_path, [], ids.TagFilter())
+    with pytest.raises(SetupError, match=r"metadata file .*typo\.json cannot be read \(missing_file\); fix source\.metadata"):
+        ids.select_danbooru(tmp_path, [tmp_path / "typo.json"], ids.TagFilter())
+    with pytest.raises(SetupError, match=r"rejected:missing_file 1.*none of the 1 selected posts has a readable image "
+                                         r"file; check source\.root"):
+        ids.select_danbooru(tmp_path, [tmp_path / "m.json"], ids.TagFilter())
+    (tmp_path / "blank.json").write_text("\n\n")
+    with pytest.raises(SetupError, match=r"\(empty_lines 2\): found no post in source\.metadata"):
+        ids.select_danbooru(tmp_path, [tmp_path / "blank.json"], ids.TagFilter())
+    with pytest.raises(SetupError, match=r"source\.root .* has no original/ folder"):
+        ids.select_danbooru(tmp_path / "empty", [tmp_path / "m.json"], ids.TagFilter())

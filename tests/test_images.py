@@ -178,3 +178,24 @@ def test_crop_missing_from_dedupe_and_bad_arguments(tmp_path, grid):
         im.Upscaler("bicubic")
     with pytest.raises(ValueError, match="noise"):
         im.Upscaler("auto", noise=5)
+
+
+def test_sideways_crop_becomes_an_upright_image_and_an_empty_shard_is_no_error(tmp_path, grid):
+    """A ready-made crop stored sideways with EXIF orientation 6 makes the same final image as
+    the upright one; a shard with nothing kept writes an empty manifest."""
+    face = _cell(grid, 0).resize((96, 64), Image.LANCZOS)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    face.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.png", exif=exif.tobytes())
+    face.save(tmp_path / "upright.png")
+    clean = [{"crop": f"{i}-0", "id": i, "path": str(tmp_path / name), "verdict": "kept"}
+             for i, name in ((1, "sideways.png"), (2, "upright.png"))]
+    write_tsv(tmp_path / "clean.tsv", clean, CLEAN_COLUMNS)
+    write_tsv(tmp_path / "dedupe.tsv", [{"crop": r["crop"], "cluster": r["crop"], "keep": 1, "kind": "unique",
+                                         "distance": 0} for r in clean], DEDUPE_COLUMNS)
+    summary, rows = _run(tmp_path, grid, im.Upscaler("lanczos"))
+    assert summary["images"] == 2 and rows[0]["sha256"] == rows[1]["sha256"]
+    write_tsv(tmp_path / "clean.tsv", [], CLEAN_COLUMNS)
+    write_tsv(tmp_path / "dedupe.tsv", [], DEDUPE_COLUMNS)
+    summary, rows = _run(tmp_path, grid, im.Upscaler("lanczos"))
+    assert summary["images"] == 0 and rows == [] and not list((tmp_path / "images/0000").iterdir())

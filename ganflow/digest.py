@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import hashlib
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,14 @@ def _imported_names(tree: ast.AST, package: str, in_package: bool) -> Iterator[s
                 yield from (alias.name for alias in node.names)
 
 
+@lru_cache(maxsize=None)
+def _direct_imports(path: Path, package: str, in_package: bool, mtime_ns: int) -> tuple[str, ...]:
+    """The candidate module names one file imports; parsed once per process and version
+    (every rule's digest walks the same library modules)."""
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    return tuple(_imported_names(tree, package, in_package))
+
+
 def imported_modules(source: str | Path, package_dir: str | Path) -> list[str]:
     """Sorted names of the modules in `package_dir` that `source` imports, transitively."""
     package_dir = Path(package_dir)
@@ -45,8 +54,8 @@ def imported_modules(source: str | Path, package_dir: str | Path) -> list[str]:
     todo = [Path(source)]
     while todo:
         path = todo.pop()
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-        for name in _imported_names(tree, package_dir.name, path.parent == package_dir):
+        names = _direct_imports(path, package_dir.name, path.parent == package_dir, path.stat().st_mtime_ns)
+        for name in names:
             module = package_dir / f"{name}.py"
             if name not in seen and module.is_file():
                 seen.add(name)
@@ -54,12 +63,18 @@ def imported_modules(source: str | Path, package_dir: str | Path) -> list[str]:
     return sorted(seen)
 
 
+@lru_cache(maxsize=None)
+def _file_digest(path: Path, mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def script_digest(script: str | Path, package_dir: str | Path) -> str:
-    """Digest of a script and the package modules it imports (names and bytes)."""
-    h = hashlib.sha256(Path(script).read_bytes())
-    for name in imported_modules(script, package_dir):
-        h.update(f"\0{name}\0".encode())
-        h.update((Path(package_dir) / f"{name}.py").read_bytes())
+    """Digest of a script and the package modules it imports (names and contents)."""
+    files = [(Path(script).name, Path(script))] + [
+        (name, Path(package_dir) / f"{name}.py") for name in imported_modules(script, package_dir)]
+    h = hashlib.sha256()
+    for name, path in files:
+        h.update(f"{name}\0{_file_digest(path, path.stat().st_mtime_ns)}\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -164,8 +164,7 @@ def training_dataset(dataset_dir: str | os.PathLike, resolution: int, batch_size
     The order is a pure function of (seed, position in the stream), so that a resumed
     training run reads what the killed one would have read: each pass over the data is
     its own permutation of the records (_pass_records). `start` begins the stream at that
-    image, reading past the records before it without decoding them, and the result's
-    `resume_at(n)` is the same stream less its first n images: training resumes with it.
+    image, reading past the records before it without decoding them: training resumes so.
     With `repeat` the stream is endless and its batches full (a static batch size for
     compiled training steps); without, it is one pass.
     """
@@ -185,14 +184,7 @@ def training_dataset(dataset_dir: str | os.PathLike, resolution: int, batch_size
         return image / 127.5 - 1.0
 
     images = records.enumerate(start).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    batches = images.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
-
-    def resume_at(n: int) -> tf.data.Dataset:
-        return training_dataset(dataset_dir, resolution, batch_size, mirror=mirror, shuffle_buffer=shuffle_buffer,
-                                seed=seed, repeat=repeat, dct_downscale=dct_downscale, start=start + n)
-
-    batches.resume_at = resume_at
-    return batches
+    return images.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
 
 
 def _pass_records(files: list[str], seed: int, window: int) -> Callable[[tf.Tensor], tf.data.Dataset]:

@@ -1,6 +1,7 @@
 """The training stage: runs the Trainer (trainer.py) to total_kimg in a run directory of
 snapshots, per-tick logs, fakes grids and TensorBoard events, resumes from it after a
-kill, refuses to resume under another architecture or dataset, and exports the result.
+kill exactly where the killed run was (data stream included), falls back past damaged
+snapshots, refuses to resume under another architecture or dataset, and exports the result.
 
 Kept apart from the step maths (trainer.py, losses.py) and from the exported weights'
 format (weights.py), which the stages after training load without importing this.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -18,13 +18,14 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 from tensorflow.core.framework import summary_pb2
 
+from ganflow import dataset as dataset_lib
 from ganflow import networks, samples, weights
 from ganflow import swd as swd_lib
 from ganflow.imaging import sha256_file
@@ -95,12 +96,11 @@ def _damage(snapshot: Path) -> str | None:
 
 def _set_aside(snapshot: Path) -> Path:
     """Rename a damaged snapshot out of the listing, keeping it: it may yet be rescued."""
-    for n in itertools.count():
-        aside = snapshot.with_name(f"{snapshot.name}.broken{f'-{n}' if n else ''}")
-        if not aside.exists():
-            os.rename(snapshot, aside)
-            return aside
-    raise AssertionError("unreachable")
+    aside, n = snapshot.with_name(f"{snapshot.name}.broken"), 1
+    while aside.exists():
+        aside, n = snapshot.with_name(f"{snapshot.name}.broken-{n}"), n + 1
+    os.rename(snapshot, aside)
+    return aside
 
 
 def _newest_intact(run_dir: Path) -> Path | None:
@@ -263,17 +263,6 @@ def _image_stream(dataset: tf.data.Dataset, resolution: int) -> tf.data.Dataset:
     return dataset
 
 
-def _stream_after(dataset: tf.data.Dataset, nimg: int, resolution: int) -> tf.data.Dataset:
-    """The images an uninterrupted run reads after its first nimg, so that a resumed run
-    trains on exactly those: a training_dataset restarts there (its resume_at) without
-    decoding what it passes; any other dataset, which must iterate in a fixed order, is
-    read through from its start."""
-    resume_at = getattr(dataset, "resume_at", None)
-    if resume_at is not None:
-        return _image_stream(resume_at(nimg), resolution)
-    return _image_stream(dataset, resolution).repeat().skip(nimg)
-
-
 def _swd_reference(images: tf.data.Dataset, cfg: TrainConfig) -> list[np.ndarray]:
     batches = (b.numpy() for b in images.take(cfg.swd_images).batch(64))
     return swd_lib.descriptors_from_batches(batches, cfg.swd_patches, seed=cfg.seed)
@@ -308,17 +297,30 @@ def _export(trainer: Trainer, meta: dict, rows: list[dict], run_dir: Path, out_d
 # ----- the training run -------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig, dataset: tf.data.Dataset, dataset_fingerprint: str, run_dir: str | os.PathLike,
-          out_dir: str | os.PathLike, *, init_from: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Train until total_kimg, resuming from run_dir's newest snapshot if there is one.
+def dataset_stream(dataset_dir: str | os.PathLike, cfg: TrainConfig) -> Callable[[int], tf.data.Dataset]:
+    """A packed dataset as train() reads it: start -> batches from image `start` on. The reader
+    does not mirror: training mirrors inside its step, reproducibly on resume."""
+    def stream(start: int) -> tf.data.Dataset:
+        return dataset_lib.training_dataset(Path(dataset_dir), cfg.resolution, cfg.at_resolution("batch_size"),
+                                            mirror=False, seed=cfg.seed, start=start)
+    return stream
 
+
+def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fingerprint: str,
+          run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+          init_from: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train until total_kimg, resuming from run_dir's newest intact snapshot if there is one.
+
+    `stream(start)` is the endless training stream (images or batches) from image `start`
+    on, the same images for the same start in every process (dataset_stream): a resumed
+    run then reads exactly what the killed one would have.
     run_dir (snapshots, running log, frames, TensorBoard) must lie outside the rule's
     declared outputs; out_dir receives the exports. init_from only applies to a fresh
     run: a resumed run continues its own weights.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    images = _image_stream(dataset, cfg.resolution)
+    images = _image_stream(stream(0), cfg.resolution)
     trainer = Trainer(cfg, make_strategy(cfg.devices))
     for partial_dir in (run_dir / "snapshots").glob(".partial-*"):
         shutil.rmtree(partial_dir, ignore_errors=True)
@@ -354,7 +356,7 @@ def train(cfg: TrainConfig, dataset: tf.data.Dataset, dataset_fingerprint: str, 
         if stale.name not in {r["frame"] for r in rows}:
             stale.unlink()
 
-    batches = step_batches(_stream_after(dataset, int(trainer.nimg.numpy()), cfg.resolution), trainer)
+    batches = step_batches(_image_stream(stream(int(trainer.nimg.numpy())), cfg.resolution), trainer)
     reference = _swd_reference(images, cfg)  # the stream's first images, resumed or not
     cols, grid_rows = cfg.grid
     grid_z = np.random.default_rng(cfg.seed).standard_normal((cols * grid_rows, cfg.z_dim)).astype(np.float32)

@@ -234,6 +234,33 @@ def test_interrupted_packing_is_never_trusted(tmp_path, tiles, monkeypatch):
         dataset.iterate_images(out, 4).__next__()
 
 
+def test_training_stream_is_a_pure_function_of_seed_and_position(tmp_path, tiles):
+    """Each pass is a new permutation of the records (shuffled by default), and the stream
+    begun at image n (start, as training resumes) is the whole stream less its
+    first n images: a resumed run reads what the killed one would have read."""
+    manifests, _ = _sources(tmp_path, tiles[:10])
+    ds = tmp_path / "ds"
+    meta = dataset.pack(manifests, ds, shards=3, seed=0)
+    known = {image.tobytes(): i for ids, images in dataset.iterate_images(ds, 10) for i, image in zip(ids, images)}
+
+    def order(stream, n: int) -> list[str]:
+        out = []
+        for batch in stream:
+            out += [known[np.round((x + 1) * 127.5).astype(np.uint8).tobytes()] for x in batch.numpy()]
+            if len(out) >= n:
+                return out[:n]
+
+    full = order(dataset.training_dataset(ds, RES, 3, shuffle_buffer=4, seed=5), 40)
+    passes = [full[i:i + 10] for i in range(0, 40, 10)]
+    assert all(sorted(p) == sorted(meta["ids"]) for p in passes)
+    assert len({tuple(p) for p in passes}) == 4
+    for n in (7, 23):
+        assert order(dataset.training_dataset(ds, RES, 3, shuffle_buffer=4, seed=5, start=n), 40 - n) == full[n:]
+    default = order(dataset.training_dataset(ds, RES, 3, seed=5), 20)
+    assert default[:10] != meta["ids"] and default[:10] != default[10:]
+    assert order(dataset.training_dataset(ds, RES, 3, seed=6), 10) != default[:10]
+
+
 def test_training_reader_mirror_and_downscale(tmp_path, tiles):
     rows = [_row(tmp_path, f"{i}-0", _encode(t.resize((128, 128), Image.LANCZOS), "jpg"), size=128)
             for i, t in enumerate(tiles[:16])]

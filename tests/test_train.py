@@ -4,6 +4,7 @@ snapshots/resume after kill -9, transfer, exports, SWD and augmentation."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -22,8 +23,9 @@ import tensorflow as tf
 from PIL import Image
 
 from ganflow import augment, networks, swd, train, weights
+from ganflow import dataset as dataset_lib
 from ganflow.runlog import SetupError
-from ganflow.tables import read_tsv
+from ganflow.tables import read_tsv, write_tsv
 from ganflow.train_config import TrainConfig
 from ganflow.trainer import Trainer
 
@@ -33,10 +35,14 @@ TINY = dict(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=25
             swd_images=64, swd_patches=16, grid=[2, 2])
 # 8px networks trace about twice as fast; enough to check the arithmetic of an update.
 TINY8 = dict(TINY, resolution=8)
-# A whole run on 64 images: 6 ticks of 16 steps (two passes over the data), a snapshot
-# every tick, ADA on so that its state has to survive a resume too.
-RUN = dict(TINY, tick_kimg=0.128, total_kimg=0.768, snapshot_ticks=1, keep_snapshots=2,
+# A whole run on 60 packed images, shuffled: 6 ticks of 16 steps (12.8 passes over the
+# data), a snapshot every tick, each in the middle of a pass (128 images a tick), the
+# newest 5 kept; ADA on so that its state has to survive a resume too.
+RUN = dict(TINY, tick_kimg=0.128, total_kimg=0.768, snapshot_ticks=1, keep_snapshots=5,
            augment=True, augment_p=0.1, ada_target=0.6, ada_kimg=100.0)
+RUN_IMAGES = 60
+# log.csv columns that must be equal between runs: all but the timings
+LOG_EQUAL = [c for c in train.LOG_COLUMNS if c not in ("seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec")]
 
 
 def blobs(n: int, res: int = 16, seed: int = 0) -> np.ndarray:
@@ -54,8 +60,30 @@ def blobs(n: int, res: int = 16, seed: int = 0) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
-def dataset(images: np.ndarray) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices(images)
+def in_memory(images: np.ndarray):
+    """An in-memory training stream in a fixed order: start -> the images from `start` on."""
+    return lambda start: tf.data.Dataset.from_tensor_slices(images).repeat().skip(start)
+
+
+def pack(images: np.ndarray, root: Path) -> Path:
+    """A packed dataset of the images (as PNG files, so exact), as the dataset rule makes one."""
+    rows = []
+    for i, image in enumerate(images):
+        path = root / "images" / f"{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(networks.to_uint8(image[None])[0]).save(path)
+        rows.append({"image": f"{i:04d}-0", "id": f"{i:04d}", "path": str(path), "source": str(path),
+                     "box": f"0,0,{image.shape[0]},{image.shape[0]}", "width": image.shape[0],
+                     "height": image.shape[0], "format": "png",
+                     "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    write_tsv(root / "images.tsv", rows, dataset_lib.MANIFEST_COLUMNS)
+    dataset_lib.pack([root / "images.tsv"], root / "dataset", shards=3, seed=0)
+    return root / "dataset"
+
+
+def stream(cfg: TrainConfig, data_dir: Path):
+    """The training stream exactly as the workflow's adapter (workflow_scripts/train.py) makes it."""
+    return train.dataset_stream(data_dir, cfg)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -68,11 +96,19 @@ def weights_of(prefix: Path) -> dict[str, np.ndarray]:
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.endswith("VARIABLE_VALUE")}
 
 
-def assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = weights_of(a), weights_of(b)
-    assert wa.keys() == wb.keys() and len(wa) > 10
-    for key in wa:
-        np.testing.assert_allclose(wa[key], wb[key], rtol=0, atol=1e-6, err_msg=key)
+def assert_same_export(a: Path, b: Path) -> None:
+    """Bit-identical exported networks."""
+    for net in ("generator", "discriminator"):
+        wa, wb = weights_of(a / net / "weights"), weights_of(b / net / "weights")
+        assert wa.keys() == wb.keys() and len(wa) > 10
+        for key in wa:
+            np.testing.assert_array_equal(wa[key], wb[key], err_msg=f"{net} {key}")
+
+
+def assert_same_log(a: Path, b: Path) -> None:
+    """Equal log.csv rows but for the timings."""
+    rows_a, rows_b = read_csv(a / "log.csv"), read_csv(b / "log.csv")
+    assert [{k: r[k] for k in LOG_EQUAL} for r in rows_a] == [{k: r[k] for k in LOG_EQUAL} for r in rows_b]
 
 
 # ----- config ------------------------------------------------------------------------------
@@ -215,19 +251,22 @@ def test_twenty_steps_lower_d_loss_on_real_vs_noise() -> None:
 class Run:
     run_dir: Path
     out_dir: Path
-    images: np.ndarray
+    data_dir: Path
+    fingerprint: str
     result: dict
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """One uninterrupted run. Snapshots fall every 16 steps, a whole number of passes
-    over the 64 unshuffled images, so a resumed run (whose data stream restarts) sees
-    the same batches and must reproduce this run exactly."""
+    """One uninterrupted run on a packed dataset read as the workflow reads it (shuffled),
+    the reference that resumed runs must reproduce bit for bit."""
     root = tmp_path_factory.mktemp("finished")
-    images = blobs(64)
-    result = train.train(TrainConfig.from_dict(RUN), dataset(images), "blobs", root / "run", root / "out")
-    return Run(root / "run", root / "out", images, result)
+    images = blobs(RUN_IMAGES)
+    data_dir = pack(images, root)
+    cfg = TrainConfig.from_dict(RUN)
+    fingerprint = train.dataset_fingerprint(data_dir)
+    result = train.train(cfg, stream(cfg, data_dir), fingerprint, root / "run", root / "out")
+    return Run(root / "run", root / "out", data_dir, fingerprint, result)
 
 
 def test_run_outputs_logs_frames_and_export(finished_run: Run) -> None:
@@ -242,9 +281,9 @@ def test_run_outputs_logs_frames_and_export(finished_run: Run) -> None:
         assert Path(f["path"]).is_file() and Path(f["path"]).name == f"fakes-{float(f['kimg']):010.3f}.png"
         assert Image.open(f["path"]).size == (32, 32)  # 2x2 grid of 16px
     snaps = sorted((finished_run.run_dir / "snapshots").iterdir())
-    assert [s.name for s in snaps] == ["snapshot-000000000640", "snapshot-000000000768"]  # newest 2 kept
+    assert [s.name for s in snaps] == [f"snapshot-{128 * k:012d}" for k in range(2, 7)]  # newest 5 kept
     meta = json.loads((snaps[-1] / "meta.json").read_text())
-    assert meta["kimg"] == 0.768 and meta["dataset_fingerprint"] == "blobs"
+    assert meta["kimg"] == 0.768 and meta["dataset_fingerprint"] == finished_run.fingerprint
     tags = {value.tag for events in (finished_run.run_dir / "tensorboard").iterdir()
             for event in tf.compat.v1.train.summary_iterator(str(events)) for value in event.summary.value}
     assert {"loss_d", "loss_g", "r1", "augment_p", "swd", "sec_per_kimg", "fakes"} <= tags
@@ -265,68 +304,141 @@ def test_swd_falls_during_training(finished_run: Run) -> None:
 
 KILL_CHILD = textwrap.dedent("""
     import json, sys
-    import numpy as np, tensorflow as tf
     from ganflow import train
     cfg = train.TrainConfig.from_dict(json.loads(sys.argv[1]))
-    data = tf.data.Dataset.from_tensor_slices(np.load(sys.argv[2]))
-    train.train(cfg, data, "blobs", sys.argv[3], sys.argv[4])
+    train.train(cfg, train.dataset_stream(sys.argv[2], cfg), train.dataset_fingerprint(sys.argv[2]),
+                sys.argv[3], sys.argv[4])
 """)
 
 
-def test_resume_after_kill_continues_with_identical_weights(finished_run: Run, tmp_path: Path) -> None:
-    np.save(tmp_path / "images.npy", finished_run.images)
-    run_dir, out_dir = tmp_path / "run", tmp_path / "out"
-    # The child would train far longer than the reference run; it is killed after its
-    # first snapshot, and the resumed run (total_kimg back to 0.768: allowed) must end
-    # exactly where the uninterrupted run ended.
+def test_resume_after_kill_is_bit_identical(finished_run: Run, tmp_path: Path) -> None:
+    """A real training process, SIGKILLed at a random moment after its first snapshot,
+    then run again: weights, log and frames equal the uninterrupted run's, although the
+    data is shuffled and every snapshot falls in the middle of a pass."""
+    run_dir, out_dir, child_log = tmp_path / "run", tmp_path / "out", tmp_path / "child.log"
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"kill moment drawn with seed {seed}")  # shown if the test fails
+    rng = np.random.default_rng(seed)
+    # The child would train far longer than the reference run; once it is killed, the
+    # resumed run (total_kimg back to 0.768: allowed) must end exactly where that one did.
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with open(tmp_path / "child.log", "w") as logfile:
+    with open(child_log, "w") as logfile:
         child = subprocess.Popen([sys.executable, "-c", KILL_CHILD, json.dumps({**RUN, "total_kimg": 100.0}),
-                                  str(tmp_path / "images.npy"), str(run_dir), str(out_dir)],
+                                  str(finished_run.data_dir), str(run_dir), str(out_dir)],
                                  stdout=logfile, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 240
-        while not list(run_dir.glob("snapshots/snapshot-*/meta.json")):
-            assert child.poll() is None and time.time() < deadline, (tmp_path / "child.log").read_text()[-3000:]
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    saved = train._snapshots(run_dir)[-1]
-    saved_kimg = json.loads((saved / "meta.json").read_text())["kimg"]
-    assert 0 < saved_kimg < 0.768
+        try:
+            def wait_for(done) -> float:
+                deadline = time.time() + 240
+                while not done():
+                    assert child.poll() is None and time.time() < deadline, child_log.read_text()[-3000:]
+                    time.sleep(0.02)
+                return time.perf_counter()
+
+            first = wait_for(lambda: list(run_dir.glob("snapshots/snapshot-*")))
+            # A tick as this machine runs it now, then a random moment within the next two:
+            # a step, an SWD, a frame or a snapshot being written (but well before 0.768).
+            tick = wait_for(lambda: len(train._read_log(run_dir / "log.csv")) >= 3) - first
+            time.sleep(rng.uniform(0, 2 * tick))
+            assert child.poll() is None, child_log.read_text()[-3000:]
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    saved = train._newest_intact(run_dir)
+    saved_nimg = json.loads((saved / "meta.json").read_text())["nimg"]
+    assert 0 < saved_nimg < 768
+    assert saved_nimg % RUN_IMAGES, "the snapshot must fall in the middle of a pass"
     # Leftovers of a kill in the middle of a snapshot must not be picked up.
     (run_dir / "snapshots" / ".partial-000000099999-1").mkdir()
     (run_dir / "snapshots" / "snapshot-000000099999").mkdir()
     with open(run_dir / "log.csv", "a") as fh:
         fh.write("9.999,99,")  # a row cut short
-    result = train.train(TrainConfig.from_dict(RUN), dataset(finished_run.images), "blobs", run_dir, out_dir)
-    assert result["resumed_from"] == str(saved) and result["start_kimg"] == saved_kimg
+    cfg = TrainConfig.from_dict(RUN)
+    result = train.train(cfg, stream(cfg, finished_run.data_dir), finished_run.fingerprint, run_dir, out_dir)
+    assert result["resumed_from"] == str(saved) and result["start_kimg"] == saved_nimg / 1000
     assert not (run_dir / "snapshots" / ".partial-000000099999-1").exists()
-    for net in ("generator", "discriminator"):
-        assert_same_weights(out_dir / net / "weights", finished_run.out_dir / net / "weights")
-    resumed = list(read_csv(out_dir / "log.csv"))
-    reference = list(read_csv(finished_run.out_dir / "log.csv"))
-    for key in ("kimg", "loss_g", "loss_d", "augment_p", "swd"):
-        assert [r[key] for r in resumed] == [r[key] for r in reference], key
+    assert (run_dir / "snapshots" / "snapshot-000000099999.broken").is_dir()
+    assert_same_export(out_dir, finished_run.out_dir)
+    assert_same_log(out_dir, finished_run.out_dir)
+    frames = sorted((out_dir / "frames").iterdir())
+    assert [f.name for f in frames] == sorted(f.name for f in (finished_run.out_dir / "frames").iterdir())
+    for frame in frames:
+        assert frame.read_bytes() == (finished_run.out_dir / "frames" / frame.name).read_bytes(), frame.name
+
+
+def test_damaged_snapshots_are_set_aside_and_the_newest_intact_one_resumed(
+        finished_run: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The ways a snapshot ends up cut short (a full disk, a node dying mid-flush): its
+    data, index or meta file truncated, its checksums missing; one of each, newest first.
+    Resume walks back past them all, setting each aside (kept, named in a warning), and
+    still ends bit-identical to the uninterrupted run."""
+    run_dir, out_dir = tmp_path / "run", tmp_path / "out"
+    shutil.copytree(finished_run.run_dir, run_dir)
+    snaps = train._snapshots(run_dir)
+    damaged = {}
+    for snapshot, name in zip(snaps[::-1], ["ckpt.data-00000-of-00001", "ckpt.index", "meta.json", train.CHECKSUMS]):
+        files = sorted(p.name for p in snapshot.iterdir())
+        assert name in files
+        if name == train.CHECKSUMS:
+            (snapshot / name).unlink()
+            files.remove(name)
+        else:
+            with open(snapshot / name, "r+b") as fh:
+                fh.truncate(os.path.getsize(snapshot / name) // 2)
+        damaged[snapshot] = name, files
+    caplog.set_level(logging.INFO, logger="ganflow.train")
+    cfg = TrainConfig.from_dict(RUN)
+    result = train.train(cfg, stream(cfg, finished_run.data_dir), finished_run.fingerprint, run_dir, out_dir)
+    assert result["resumed_from"] == str(snaps[0])
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ganflow.train" and r.levelno == logging.WARNING]
+    assert len(warnings) == len(damaged), warnings
+    for (snapshot, (name, files)), warning in zip(damaged.items(), warnings):
+        aside = snapshot.with_name(snapshot.name + ".broken")
+        assert sorted(p.name for p in aside.iterdir()) == files  # kept as it was, not deleted
+        assert all(s in warning for s in (snapshot.name, name, aside.name)), warning
+    assert train._snapshots(run_dir) == snaps  # made again, the damaged ones not counted by keep_snapshots
+    assert_same_export(out_dir, finished_run.out_dir)
+    assert_same_log(out_dir, finished_run.out_dir)
+
+
+def test_without_an_intact_snapshot_training_starts_afresh(finished_run: Run, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run.run_dir, run_dir)
+    snaps = train._snapshots(run_dir)
+    for snapshot in snaps:
+        (snapshot / "meta.json").write_text("{}")
+    (run_dir / "snapshots" / f"{snaps[-1].name}.broken").mkdir()  # one set aside before stays too
+    assert train._newest_intact(run_dir) is None
+    assert train._snapshots(run_dir) == []
+    assert sorted(p.name for p in (run_dir / "snapshots").iterdir()) == sorted(
+        [f"{s.name}.broken" for s in snaps] + [f"{snaps[-1].name}.broken-1"])
+    assert "training starts afresh" in caplog.text
 
 
 def test_resume_refuses_changed_architecture_or_dataset(finished_run: Run, tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run.run_dir, run_dir)
-    data = dataset(finished_run.images)
-    with pytest.raises(SetupError, match="different dataset"):
+    data, fingerprint = stream(TrainConfig.from_dict(RUN), finished_run.data_dir), finished_run.fingerprint
+    # The first remedy offered is the way back to a state that resumes, then a separate
+    # run: never deleting the snapshots, which are the only copy of the run's progress.
+    with pytest.raises(SetupError, match="different dataset.*; to continue that run, restore the dataset") as e:
         train.train(TrainConfig.from_dict(RUN), data, "other", run_dir, tmp_path / "out")
-    with pytest.raises(SetupError, match=r"different architecture \(channel_max 32 -> 16\)"):
-        train.train(TrainConfig.from_dict({**RUN, "channel_max": 16}), data, "blobs", run_dir, tmp_path / "out")
+    assert "delete" not in str(e.value) and "new `dataset` name" in str(e.value)
+    with pytest.raises(SetupError, match=r"different architecture \(channel_max 32 -> 16\); to continue that "
+                                         r"run, set these settings back") as e:
+        train.train(TrainConfig.from_dict({**RUN, "channel_max": 16}), data, fingerprint, run_dir, tmp_path / "out")
+    assert "delete" not in str(e.value) and f"move {run_dir} aside" in str(e.value)
+    assert [p.name for p in train._snapshots(run_dir)] == [p.name for p in train._snapshots(finished_run.run_dir)]
     caplog.set_level(logging.INFO, logger="ganflow.train")
-    result = train.train(TrainConfig.from_dict({**RUN, "g_lr": 0.001}), data, "blobs", run_dir, tmp_path / "out")
+    result = train.train(TrainConfig.from_dict({**RUN, "g_lr": 0.001}), data, fingerprint, run_dir, tmp_path / "out")
     assert result["start_kimg"] == result["kimg"] == 0.768
     assert "g_lr 0.002 -> 0.001" in caplog.text
 
 
 def test_init_from_shows_prior_model_in_first_frame(finished_run: Run, tmp_path: Path) -> None:
     cfg = TrainConfig.from_dict({**RUN, "total_kimg": 0.0})
-    data = dataset(blobs(8, seed=9))
+    data = in_memory(blobs(8, seed=9))
     last = np.asarray(Image.open(read_tsv(finished_run.out_dir / "frames.tsv")[-1]["path"]))
 
     def first_frame(out: Path) -> np.ndarray:
@@ -341,13 +453,13 @@ def test_init_from_shows_prior_model_in_first_frame(finished_run: Run, tmp_path:
     with pytest.raises(SetupError, match=r"architecture differs \(channel_max 32 -> 16\)"):
         train.train(TrainConfig.from_dict({**RUN, "channel_max": 16, "total_kimg": 0.0}), data, "new-data",
                     tmp_path / "bad", tmp_path / "bad-out", init_from=finished_run.run_dir)
-    with pytest.raises(SetupError, match="holds no snapshot"):
+    with pytest.raises(SetupError, match="holds no intact snapshot"):
         train.train(cfg, data, "new-data", tmp_path / "bad2", tmp_path / "bad2-out", init_from=tmp_path / "bad")
 
 
 def test_dataset_of_wrong_resolution_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SetupError, match=r"needs float32 \[16, 16, 3\]"):
-        train.train(TrainConfig.from_dict(TINY), dataset(blobs(4, res=32)), "x", tmp_path / "r", tmp_path / "o")
+        train.train(TrainConfig.from_dict(TINY), in_memory(blobs(4, res=32)), "x", tmp_path / "r", tmp_path / "o")
 
 
 # ----- metric and augmentation ------------------------------------------------------------

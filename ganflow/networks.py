@@ -5,6 +5,11 @@ Layout is NHWC throughout. Every weight is stored with unit variance and scaled 
 time by He's constant (equalised learning rate), so Adam's per-parameter step sizes are
 comparable across layers of very different fan-in. Images are float32, nominally in
 [-1, 1] but not clipped (clipping would stop gradients); `to_uint8` clips for saving.
+
+Resampling, its border handling and the order of operations follow NVIDIA's official
+implementation, so that its released weights (ganflow.import_weights) make the same
+images here: tests/test_import_weights.py compares with its outputs. Where ganflow's
+own training needs something else, it is an option (`mbstd_grouping`).
 """
 
 from __future__ import annotations
@@ -29,19 +34,35 @@ def _lrelu(x: tf.Tensor) -> tf.Tensor:
     return tf.maximum(x, x * LRELU_SLOPE) * LRELU_GAIN
 
 
-def _blur(x: tf.Tensor, pad: tuple[int, int], gain: float = 1.0, stride: int = 1) -> tf.Tensor:
-    """[1,3,3,1] binomial filter: the paper's bilinear filtering around resampling.
+def _upfirdn2d(x: tf.Tensor, *, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0),
+               gain: float = 1.0) -> tf.Tensor:
+    """Resample with the [1,3,3,1] binomial filter, the paper's bilinear filtering: insert
+    `up - 1` zeros after every sample, zero-pad by `pad` (before, after) on both axes,
+    filter, keep every `down`-th sample (upfirdn, as in the official implementation).
 
-    Depthwise, so it costs 16 multiply-adds per value, negligible next to the 3x3
-    convolutions it surrounds; `pad` places the filter so that resampled pixel centres
-    line up with those of a half-pixel bilinear resize.
+    Everything outside the image is zero, so borders get no special treatment: the
+    filter sees fewer samples there, exactly as the released models were trained.
+    The filter is symmetric, so convolution and correlation agree. It is depthwise and
+    costs 16 multiply-adds per value, negligible next to the 3x3 convolutions around it.
+    `gain` scales the filter: up**2 after zero insertion, which leaves one sample in
+    up**2 non-zero.
     """
     channels = x.shape[-1]
+    if up > 1:
+        s = tf.shape(x)
+        x = tf.reshape(x, [s[0], s[1], 1, s[2], 1, channels])
+        x = tf.pad(x, [[0, 0], [0, 0], [0, up - 1], [0, 0], [0, up - 1], [0, 0]])
+        x = tf.reshape(x, [s[0], s[1] * up, s[2] * up, channels])
     k = np.outer(_BINOMIAL, _BINOMIAL)
     k = (k / k.sum() * gain).astype(np.float32)
     kernel = tf.constant(np.tile(k[:, :, None, None], [1, 1, channels, 1]), dtype=x.dtype)
     x = tf.pad(x, [[0, 0], list(pad), list(pad), [0, 0]])
-    return tf.nn.depthwise_conv2d(x, kernel, [1, stride, stride, 1], "VALID")
+    return tf.nn.depthwise_conv2d(x, kernel, [1, down, down, 1], "VALID")
+
+
+def _clamp(x: tf.Tensor, limit: float | None) -> tf.Tensor:
+    """Clip to [-limit, limit]; None leaves x alone (see Generator's `conv_clamp`)."""
+    return x if limit is None else tf.clip_by_value(x, -limit, limit)
 
 
 def _conv(dtype: str, op, x: tf.Tensor, w: tf.Tensor, *args) -> tf.Tensor:
@@ -96,10 +117,12 @@ class Conv(keras.layers.Layer):
 
     Downsampling blurs first and then strides (the paper's bilinear downsampling), so the
     strided convolution does not alias high frequencies into the coarser grid.
+    `conv_clamp` clips the activated output to [-conv_clamp, conv_clamp] (see Generator).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, *, down: bool = False,
-                 bias: bool = True, activate: bool = True, conv_dtype: str = "float32", **kwargs) -> None:
+                 bias: bool = True, activate: bool = True, conv_clamp: float | None = None,
+                 conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
         self.weight = self.add_weight(shape=(kernel, kernel, in_channels, out_channels),
                                       initializer=_normal(1.0), name="weight")
@@ -108,21 +131,22 @@ class Conv(keras.layers.Layer):
         self.kernel = kernel
         self.down = down
         self.activate = activate
+        self.conv_clamp = conv_clamp
         self.conv_dtype = conv_dtype
         self.built = True
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         w = self.weight * self.weight_gain
         if self.down and self.kernel == 1:
-            x = _conv(self.conv_dtype, tf.nn.conv2d, _blur(x, (1, 1), stride=2), w, 1, "VALID")
+            x = _conv(self.conv_dtype, tf.nn.conv2d, _upfirdn2d(x, down=2, pad=(1, 1)), w, 1, "VALID")
         elif self.down:
             pad = (self.kernel + 1) // 2
-            x = _conv(self.conv_dtype, tf.nn.conv2d, _blur(x, (pad, pad)), w, 2, "VALID")
+            x = _conv(self.conv_dtype, tf.nn.conv2d, _upfirdn2d(x, pad=(pad, pad)), w, 2, "VALID")
         else:
             x = _conv(self.conv_dtype, tf.nn.conv2d, x, w, 1, "SAME")
         if self.bias is not None:
             x = x + self.bias
-        return _lrelu(x) if self.activate else x
+        return _clamp(_lrelu(x) if self.activate else x, self.conv_clamp)
 
 
 class ModulatedConv(keras.layers.Layer):
@@ -138,6 +162,8 @@ class ModulatedConv(keras.layers.Layer):
     def __init__(self, in_channels: int, out_channels: int, kernel: int, w_dim: int, *,
                  up: bool = False, demodulate: bool = True, conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
+        if up and kernel != 3:
+            raise ValueError(f"an upsampling ModulatedConv takes a 3x3 kernel, got {kernel}")
         # Styles start at 1 so that an untrained network passes features through unchanged.
         self.affine = Dense(w_dim, in_channels, bias_init=1.0, name="affine")
         self.weight = self.add_weight(shape=(kernel, kernel, in_channels, out_channels),
@@ -154,12 +180,15 @@ class ModulatedConv(keras.layers.Layer):
         weight = self.weight * self.weight_gain
         x = x * styles[:, None, None, :]
         if self.up:
+            # The whole 3x3 transposed convolution at stride 2 (2H + 1 samples, none
+            # cropped), then the blur padded (1, 1), which brings it back to 2H centred:
+            # the official up-convolution. Zero-stuffing keeps a quarter of the samples,
+            # hence the gain of 4.
             shape = tf.shape(x)
-            out_shape = tf.stack([shape[0], shape[1] * 2, shape[2] * 2, self.out_channels])
+            out_shape = tf.stack([shape[0], shape[1] * 2 + 1, shape[2] * 2 + 1, self.out_channels])
             kernel = tf.transpose(weight, [0, 1, 3, 2])
-            x = _conv(self.conv_dtype, tf.nn.conv2d_transpose, x, kernel, out_shape, 2, "SAME")
-            # Zero-stuffing keeps a quarter of the samples, hence the gain of 4.
-            x = _blur(x, (1, 2), gain=4.0)
+            x = _conv(self.conv_dtype, tf.nn.conv2d_transpose, x, kernel, out_shape, 2, "VALID")
+            x = _upfirdn2d(x, pad=(1, 1), gain=4.0)
         else:
             x = _conv(self.conv_dtype, tf.nn.conv2d, x, weight, 1, "SAME")
         if self.demodulate:
@@ -170,10 +199,12 @@ class ModulatedConv(keras.layers.Layer):
 
 
 class SynthesisLayer(keras.layers.Layer):
-    """Modulated 3x3 conv + per-pixel noise with a learned strength + bias + lrelu."""
+    """Modulated 3x3 conv + per-pixel noise with a learned strength + bias + lrelu
+    (clipped to +-conv_clamp when set)."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *,
-                 up: bool = False, conv_dtype: str = "float32", **kwargs) -> None:
+                 up: bool = False, conv_clamp: float | None = None, conv_dtype: str = "float32",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.conv = ModulatedConv(in_channels, out_channels, 3, w_dim, up=up, conv_dtype=conv_dtype, name="conv")
         # Strength starts at zero: noise only enters once the generator finds it useful.
@@ -183,6 +214,7 @@ class SynthesisLayer(keras.layers.Layer):
         self.noise_const = self.add_weight(shape=(1, resolution, resolution, 1), initializer=_normal(1.0),
                                            trainable=False, name="noise_const")
         self.resolution = resolution
+        self.conv_clamp = conv_clamp
         self.built = True
 
     def call(self, x: tf.Tensor, w: tf.Tensor, noise_mode: str = "random",
@@ -194,20 +226,22 @@ class SynthesisLayer(keras.layers.Layer):
             noise = self.noise_const
         if noise is not None:
             x = x + noise * self.noise_strength
-        return _lrelu(x + self.bias)
+        return _clamp(_lrelu(x + self.bias), self.conv_clamp)
 
 
 class ToRGB(keras.layers.Layer):
     """1x1 modulated conv to RGB without demodulation (colour scale must stay free)."""
 
-    def __init__(self, in_channels: int, w_dim: int, conv_dtype: str = "float32", **kwargs) -> None:
+    def __init__(self, in_channels: int, w_dim: int, conv_clamp: float | None = None,
+                 conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
         self.conv = ModulatedConv(in_channels, 3, 1, w_dim, demodulate=False, conv_dtype=conv_dtype, name="conv")
         self.bias = self.add_weight(shape=(3,), initializer="zeros", name="bias")
+        self.conv_clamp = conv_clamp
         self.built = True
 
     def call(self, x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
-        return self.conv(x, w) + self.bias
+        return _clamp(self.conv(x, w) + self.bias, self.conv_clamp)
 
 
 def channels_at(resolution: int, channel_base: int, channel_max: int) -> int:
@@ -295,9 +329,9 @@ class SynthesisBlock(keras.layers.Layer):
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 conv_dtype: str = "float32", **kwargs) -> None:
+                 conv_clamp: float | None = None, conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
-        cd = conv_dtype
+        cd, cc = conv_dtype, conv_clamp
         # Created in this order (const or conv0, conv1, toRGB) so that a seed gives the
         # same initial weights as it did before blocks existed.
         if resolution == 4:
@@ -305,10 +339,11 @@ class SynthesisBlock(keras.layers.Layer):
             self.conv0 = None
         else:
             self.const = None
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True, conv_dtype=cd,
-                                        name="conv0")
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_dtype=cd, name="conv1")
-        self.torgb = ToRGB(out_channels, w_dim, conv_dtype=cd, name="torgb")
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True, conv_clamp=cc,
+                                        conv_dtype=cd, name="conv0")
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=cc, conv_dtype=cd,
+                                    name="conv1")
+        self.torgb = ToRGB(out_channels, w_dim, conv_clamp=cc, conv_dtype=cd, name="torgb")
         self.convs = [c for c in (self.conv0, self.conv1) if c is not None]
         self.num_conv = len(self.convs)
         self.resolution = resolution
@@ -325,20 +360,21 @@ class SynthesisBlock(keras.layers.Layer):
             x = conv(x, ws[:, i], noise_mode=noise_mode, noise=noise[i])
         if img is None:
             return x, self.torgb(x, ws[:, self.num_conv])
-        size = tf.shape(img)[1:3] * 2
-        return x, tf.image.resize(img, size, "bilinear") + self.torgb(x, ws[:, self.num_conv])
+        # Zero-stuff and blur, like the features: the border pixels see zeros beyond the
+        # edge (as the released models were trained), not a replicated edge.
+        return x, _upfirdn2d(img, up=2, pad=(2, 1), gain=4.0) + self.torgb(x, ws[:, self.num_conv])
 
 
 class Synthesis(keras.layers.Layer):
     """Learned 4x4 constant -> one SynthesisBlock per resolution -> skip-connected RGB."""
 
     def __init__(self, resolution: int, w_dim: int, channel_base: int, channel_max: int,
-                 conv_dtype: str = "float32", **kwargs) -> None:
+                 conv_clamp: float | None = None, conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
         r = _log2_resolution(resolution)
         ch = [channels_at(2 ** i, channel_base, channel_max) for i in range(r + 1)]
         self.blocks: list[SynthesisBlock] = _track(self, [
-            SynthesisBlock(ch[max(i - 1, 2)], ch[i], w_dim, 2 ** i, conv_dtype, name=f"block_{2 ** i}")
+            SynthesisBlock(ch[max(i - 1, 2)], ch[i], w_dim, 2 ** i, conv_clamp, conv_dtype, name=f"block_{2 ** i}")
             for i in range(2, r + 1)])
         self.resolution = resolution
         self.num_ws = num_ws_for(resolution)
@@ -372,17 +408,24 @@ class Synthesis(keras.layers.Layer):
 
 class Generator(keras.layers.Layer):
     """Mapping + synthesis. The keyword arguments except `conv_dtype` are the
-    architecture (saved as JSON); `conv_dtype` only chooses how convolutions compute."""
+    architecture (saved as JSON); `conv_dtype` only chooses how convolutions compute.
+
+    `conv_clamp` (None: off) clips every synthesis layer's and toRGB's output to
+    [-conv_clamp, conv_clamp], as the official implementation does for models trained in
+    float16 (256 in the released ones); importing such a model sets it, because its
+    weights rely on the clipping. ganflow trains without it.
+    """
 
     def __init__(self, *, resolution: int = 512, z_dim: int = 512, w_dim: int = 512,
                  mapping_layers: int = 8, mapping_lr_mul: float = 0.01,
-                 channel_base: int = 32768, channel_max: int = 512, conv_dtype: str = "float32",
-                 **kwargs) -> None:
+                 channel_base: int = 32768, channel_max: int = 512, conv_clamp: float | None = None,
+                 conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
         self.architecture = dict(resolution=resolution, z_dim=z_dim, w_dim=w_dim,
                                  mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
-                                 channel_base=channel_base, channel_max=channel_max)
-        self.synthesis = Synthesis(resolution, w_dim, channel_base, channel_max, conv_dtype, name="synthesis")
+                                 channel_base=channel_base, channel_max=channel_max, conv_clamp=conv_clamp)
+        self.synthesis = Synthesis(resolution, w_dim, channel_base, channel_max, conv_clamp, conv_dtype,
+                                   name="synthesis")
         self.mapping = Mapping(z_dim, w_dim, mapping_layers, mapping_lr_mul, self.synthesis.num_ws,
                                name="mapping")
         self.resolution = resolution
@@ -397,31 +440,44 @@ class Generator(keras.layers.Layer):
                               noise_mode=noise_mode)
 
 
-def _minibatch_stddev(x: tf.Tensor, group: int) -> tf.Tensor:
-    """Append the average feature stddev over groups of *consecutive* samples.
+MBSTD_GROUPINGS = ("consecutive", "strided")
 
-    Consecutive (not strided) groups mean that a micro-batch of gradient accumulation
-    holds whole groups, so accumulating k micro-batches sees exactly the statistics a
-    k-times larger batch would. The group shrinks to divide the batch when needed.
+
+def _minibatch_stddev(x: tf.Tensor, group: int, grouping: str = "consecutive") -> tf.Tensor:
+    """Append the average feature stddev over groups of `group` samples.
+
+    'consecutive' groups are samples 0..G-1, G..2G-1, ...: a micro-batch of gradient
+    accumulation then holds whole groups, so accumulating k micro-batches sees exactly the
+    statistics a k-times larger batch would (what ganflow's trainer relies on).
+    'strided' groups are i, i + N/G, i + 2N/G, ... of a batch of N: the official
+    implementations' layout, which an imported model uses so that its scores of a batch
+    equal theirs. The group shrinks to divide the batch when needed.
     """
     n = x.shape[0]
     if n is not None:
         group = math.gcd(group, n)
     shape = tf.shape(x)
-    y = tf.reshape(x, [-1, group, shape[1], shape[2], shape[3]])
-    y = tf.sqrt(tf.math.reduce_variance(y, axis=1) + 1e-8)
-    y = tf.reduce_mean(y, axis=[1, 2, 3])
-    y = tf.repeat(y, group)[:, None, None, None]
+    if grouping == "strided":
+        y = tf.reshape(x, [group, -1, shape[1], shape[2], shape[3]])
+        y = tf.sqrt(tf.math.reduce_variance(y, axis=0) + 1e-8)
+        y = tf.tile(tf.reduce_mean(y, axis=[1, 2, 3]), [group])
+    else:
+        y = tf.reshape(x, [-1, group, shape[1], shape[2], shape[3]])
+        y = tf.sqrt(tf.math.reduce_variance(y, axis=1) + 1e-8)
+        y = tf.repeat(tf.reduce_mean(y, axis=[1, 2, 3]), group)
+    y = y[:, None, None, None]
     return tf.concat([x, tf.broadcast_to(y, tf.concat([shape[:3], [1]], 0))], axis=-1)
 
 
 class DiscriminatorBlock(keras.layers.Layer):
     """Two 3x3 convs (the second halves the resolution) plus a 1x1 downsampled skip."""
 
-    def __init__(self, in_channels: int, out_channels: int, conv_dtype: str = "float32", **kwargs) -> None:
+    def __init__(self, in_channels: int, out_channels: int, conv_clamp: float | None = None,
+                 conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.conv0 = Conv(in_channels, in_channels, 3, conv_dtype=conv_dtype, name="conv0")
-        self.conv1 = Conv(in_channels, out_channels, 3, down=True, conv_dtype=conv_dtype, name="conv1")
+        cc, cd = conv_clamp, conv_dtype
+        self.conv0 = Conv(in_channels, in_channels, 3, conv_clamp=cc, conv_dtype=cd, name="conv0")
+        self.conv1 = Conv(in_channels, out_channels, 3, down=True, conv_clamp=cc, conv_dtype=cd, name="conv1")
         self.skip = Conv(in_channels, out_channels, 1, down=True, bias=False, activate=False,
                          conv_dtype=conv_dtype, name="skip")
         self.built = True
@@ -434,22 +490,31 @@ class DiscriminatorBlock(keras.layers.Layer):
 class Discriminator(keras.layers.Layer):
     """Residual discriminator with minibatch stddev; returns logits [N, 1].
 
-    The keyword arguments except `conv_dtype` are the architecture."""
+    The keyword arguments except `conv_dtype` are the architecture. `mbstd_grouping`
+    ('consecutive' or 'strided', see _minibatch_stddev) only matters for batches larger
+    than `mbstd_group`; `conv_clamp` is the Generator's (it spares the 1x1 skips, as the
+    official implementation does).
+    """
 
     def __init__(self, *, resolution: int = 512, channel_base: int = 32768, channel_max: int = 512,
-                 mbstd_group: int = 4, conv_dtype: str = "float32", **kwargs) -> None:
+                 mbstd_group: int = 4, mbstd_grouping: str = "consecutive", conv_clamp: float | None = None,
+                 conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.architecture = dict(resolution=resolution, channel_base=channel_base,
-                                 channel_max=channel_max, mbstd_group=mbstd_group)
+        if mbstd_grouping not in MBSTD_GROUPINGS:
+            raise ValueError(f"mbstd_grouping must be one of {MBSTD_GROUPINGS}, got {mbstd_grouping!r}")
+        self.architecture = dict(resolution=resolution, channel_base=channel_base, channel_max=channel_max,
+                                 mbstd_group=mbstd_group, mbstd_grouping=mbstd_grouping, conv_clamp=conv_clamp)
         r = _log2_resolution(resolution)
         ch = [channels_at(2 ** i, channel_base, channel_max) for i in range(r + 1)]
-        self.from_rgb = Conv(3, ch[r], 1, conv_dtype=conv_dtype, name="from_rgb")
-        self.blocks = _track(self, [DiscriminatorBlock(ch[i], ch[i - 1], conv_dtype, name=f"block_{2 ** i}")
+        cc, cd = conv_clamp, conv_dtype
+        self.from_rgb = Conv(3, ch[r], 1, conv_clamp=cc, conv_dtype=cd, name="from_rgb")
+        self.blocks = _track(self, [DiscriminatorBlock(ch[i], ch[i - 1], cc, cd, name=f"block_{2 ** i}")
                                     for i in range(r, 2, -1)])
-        self.conv = Conv(ch[2] + 1, ch[2], 3, conv_dtype=conv_dtype, name="conv_4")
+        self.conv = Conv(ch[2] + 1, ch[2], 3, conv_clamp=cc, conv_dtype=cd, name="conv_4")
         self.fc = Dense(ch[2] * 16, ch[2], activate=True, name="fc")
         self.out = Dense(ch[2], 1, name="out")
         self.mbstd_group = mbstd_group
+        self.mbstd_grouping = mbstd_grouping
         self.resolution = resolution
         self.built = True
 
@@ -457,7 +522,7 @@ class Discriminator(keras.layers.Layer):
         x = self.from_rgb(img)
         for block in self.blocks:
             x = block(x)
-        x = self.conv(_minibatch_stddev(x, self.mbstd_group))
+        x = self.conv(_minibatch_stddev(x, self.mbstd_group, self.mbstd_grouping))
         x = self.fc(tf.reshape(x, [tf.shape(x)[0], -1]))
         return self.out(x)
 

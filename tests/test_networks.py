@@ -148,3 +148,82 @@ def test_bfloat16_convolutions_match_float32() -> None:
     assert float(tf.reduce_max(tf.abs(img32 - img16))) < 0.1 * scale
     assert float(tf.reduce_max(tf.abs(img32 - img16))) > 0  # bfloat16 was really used
     np.testing.assert_allclose(D16(img32), D32(img32), atol=0.05 * float(tf.reduce_max(tf.abs(D32(img32)))) + 1e-3)
+
+
+# ----- border handling and options as in the official implementation --------------------
+# (tests/test_import_weights.py compares whole networks with the official outputs)
+
+def _upfirdn_reference(x: np.ndarray, up: int, down: int, pad: tuple[int, int], gain: float) -> np.ndarray:
+    """upfirdn on NHWC by the definition: zeros after each sample, zero padding, filtering
+    with the [1,3,3,1] binomial, every down-th sample kept."""
+    n, h, w, c = x.shape
+    z = np.zeros((n, h * up, w * up, c), x.dtype)
+    z[:, ::up, ::up] = x
+    z = np.pad(z, [(0, 0), pad, pad, (0, 0)])
+    k = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0 * gain
+    out = np.zeros((n, z.shape[1] - 3, z.shape[2] - 3, c))
+    for dy in range(4):
+        for dx in range(4):
+            out += k[dy, dx] * z[:, dy:dy + out.shape[1], dx:dx + out.shape[2]]
+    return out[:, ::down, ::down]
+
+
+@pytest.mark.parametrize("up, down, pad, gain", [(2, 1, (2, 1), 4.0), (1, 1, (1, 1), 4.0), (1, 2, (1, 1), 1.0),
+                                                 (1, 1, (2, 2), 1.0)])
+def test_upfirdn_is_zero_padded_resampling(up: int, down: int, pad: tuple[int, int], gain: float) -> None:
+    x = np.random.default_rng(0).standard_normal((2, 5, 6, 3)).astype(np.float32)
+    got = networks._upfirdn2d(tf.constant(x), up=up, down=down, pad=pad, gain=gain).numpy()
+    np.testing.assert_allclose(got, _upfirdn_reference(x, up, down, pad, gain), atol=1e-5)
+    if up == 2:  # the skip image: a flat image keeps its level inside and darkens at the borders
+        flat = networks._upfirdn2d(tf.ones([1, 4, 4, 1]), up=2, pad=pad, gain=gain).numpy()[0, :, :, 0]
+        np.testing.assert_allclose(flat[1:-1, 1:-1], 1.0, atol=1e-6)
+        np.testing.assert_allclose(flat[0, 1:-1], 0.75, atol=1e-6)
+
+
+def test_up_convolution_keeps_the_whole_transposed_convolution() -> None:
+    """The 3x3 up-convolution: all 2H+1 samples of the stride-2 transposed convolution, then
+    the [1,3,3,1] blur padded (1, 1): the official layout, border samples included."""
+    tf.random.set_seed(4)
+    conv = networks.ModulatedConv(3, 2, 3, 8, up=True, demodulate=False, name="up")
+    conv.affine.weight.assign(tf.zeros_like(conv.affine.weight))  # styles are the bias: 1
+    x = np.random.default_rng(1).standard_normal((1, 4, 5, 3)).astype(np.float32)
+    w = conv.weight.numpy() * conv.weight_gain
+    full = np.zeros((1, 9, 11, 2))
+    for i in range(4):
+        for j in range(5):
+            full[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += np.einsum("c,hwco->hwo", x[0, i, j], w)
+    expected = _upfirdn_reference(full, 1, 1, (1, 1), 4.0)
+    np.testing.assert_allclose(conv(tf.constant(x), tf.zeros([1, 8])).numpy(), expected, atol=1e-5)
+
+
+def test_strided_minibatch_stddev_groups() -> None:
+    """'strided' groups (the official layout): images i and i + N/G of a batch of N."""
+    tf.random.set_seed(5)
+    D = networks.Discriminator(resolution=16, channel_base=256, channel_max=16, mbstd_group=2,
+                               mbstd_grouping="strided")
+    x = tf.random.normal([4, 16, 16, 3])
+    whole = D(x).numpy()
+    pairs = np.concatenate([D(tf.gather(x, [0, 2])).numpy(), D(tf.gather(x, [1, 3])).numpy()])
+    np.testing.assert_allclose(whole[[0, 2, 1, 3]], pairs, rtol=1e-5, atol=1e-6)
+    consecutive = networks.Discriminator(**{**D.architecture, "mbstd_grouping": "consecutive"})
+    for a, b in zip(consecutive.weights, D.weights):
+        a.assign(b)
+    assert np.abs(consecutive(x).numpy() - whole).max() > 1e-6
+    with pytest.raises(ValueError, match="mbstd_grouping"):
+        networks.Discriminator(resolution=16, mbstd_grouping="random")
+
+
+def test_conv_clamp_bounds_each_layer() -> None:
+    """conv_clamp (off by default) clips every synthesis layer, toRGB and D convolution."""
+    tf.random.set_seed(6)
+    G = networks.Generator(resolution=16, conv_clamp=0.3, **TINY)
+    assert G.architecture["conv_clamp"] == 0.3 and networks.Generator(resolution=16, **TINY).architecture[
+        "conv_clamp"] is None
+    ws = G.mapping(tf.random.normal([2, 16]) * 3.0)
+    layer = G.synthesis.blocks[0].conv1
+    x = layer(tf.random.normal([2, 4, 4, 16]) * 5.0, ws[:, 0], noise_mode="const")
+    assert float(tf.reduce_max(tf.abs(x))) == pytest.approx(0.3)
+    rgb = G.synthesis.blocks[0].torgb(x * 20.0, ws[:, 1])
+    assert float(tf.reduce_max(tf.abs(rgb))) == pytest.approx(0.3)
+    D = networks.Discriminator(resolution=16, channel_base=256, channel_max=16, conv_clamp=0.3)
+    assert float(tf.reduce_max(tf.abs(D.from_rgb(tf.random.normal([2, 16, 16, 3]) * 10.0)))) == pytest.approx(0.3)

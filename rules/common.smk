@@ -43,6 +43,13 @@ FIGURE_NAMES = [
 WALK_VIDEOS = ["interpolation-grid", "style-mixing-coarse", "style-mixing-fine"]
 VIDEOS = ["training-progress"] + WALK_VIDEOS
 FINAL = f"{R}/round-{config['rounds']}/train"
+# `generator:` replaces training: a ganflow export directory as it is, anything else (a
+# released .pkl) imported into results/<dataset>/imported/ first.
+GENERATOR = config["generator"]
+IMPORTED = f"{R}/imported"
+IMPORTING = bool(GENERATOR) and not _Path(GENERATOR).is_dir()
+if GENERATOR:
+    FINAL = IMPORTED if IMPORTING else GENERATOR
 # A finished run's exported networks, as later stages declare them: export.json carries the
 # sha256 of every exported file, so these stages rerun by content (never by mtime).
 FINAL_EXPORT = f"{FINAL}/export.json"
@@ -173,15 +180,26 @@ def data_targets():
     )
 
 
+def generator_outputs():
+    """What a generator alone makes: samples, figures and the latent-walk videos."""
+    return (
+        [f"{R}/samples/grid.png"]
+        + expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES)
+        + expand(f"{R}/videos/{{video}}.mp4", video=WALK_VIDEOS)
+    )
+
+
 def get_final_output():
     """Everything `snakemake` builds by default: every round trains, each round but the
-    last is ranked for the next one, then samples, figures, videos and report pages."""
+    last is ranked for the next one, then samples, figures, videos and report pages; with
+    `generator:` set, only what that generator makes."""
+    if GENERATOR:
+        return generator_outputs()
     return (
         data_targets()
         + expand(f"{R}/round-{{r}}/train/export.json", r=ROUNDS)
         + expand(f"{R}/round-{{r}}/keep.tsv", r=ROUNDS[1:])
-        + [f"{R}/samples/grid.png"]
-        + expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES)
-        + expand(f"{R}/videos/{{video}}.mp4", video=VIDEOS)
+        + generator_outputs()
+        + [f"{R}/videos/training-progress.mp4"]
         + REPORT_PAGES
     )

@@ -334,3 +334,27 @@ def test_pytorch_round_trip_of_the_test_pickler(tmp_path: Path) -> None:
     G, _, _ = import_weights.import_networks(out)
     ref = np.load(FIXTURES / "ada-32.npz")
     _close(G(ref["z"], noise_mode="const"), ref["img_psi1"], "images after re-pickling")
+
+
+@pytest.mark.slow
+def test_the_workflow_makes_samples_figures_and_videos_from_a_released_model(tmp_path, cascade_path):
+    """`generator: model.pkl` and plain `snakemake`: the model is imported, and samples,
+    figures and walk videos come from it; no data stage and no training runs."""
+    from PIL import Image
+
+    from ganflow import samples
+    from workflow import jobs_planned, snakemake, tiny_config
+
+    tiny_config(tmp_path, cascade_path, generator=str(FIXTURES / "ada-32.pkl"))
+    planned = jobs_planned(tmp_path)
+    assert {"import_weights", "samples", "figures", "videos_walk"} <= planned.keys()
+    assert not {"ids", "faces", "dataset", "train", "demo"} & planned.keys()
+    snakemake(tmp_path)
+    res = tmp_path / "results/demo"
+    G, _, _ = import_weights.import_networks(FIXTURES / "ada-32.pkl")
+    ws = samples.map_latents(G, samples.latents([3], G.z_dim), 0.7)
+    expected = samples.render(G, ws, noise_mode="const")[0]
+    assert np.array_equal(np.asarray(Image.open(res / "samples/seeds/seed000003.png")), expected)
+    assert all((res / f"figures/{f}.png").is_file() for f in ("truncation", "style_mixing"))
+    assert (res / "videos/interpolation-grid.mp4").stat().st_size > 0
+    assert jobs_planned(tmp_path) == {}

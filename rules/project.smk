@@ -1,0 +1,104 @@
+# Real images into the final generator's W: an encoder trained on its own samples gives
+# the starting guess, and the paper's projector optimises from there. Every name under
+# project/ is one image: dataset-<k> (final image k of project.dataset_images) or a file
+# of project.folder.
+
+
+# The download runs where Snakemake runs, not on a compute node (often without internet).
+localrules:
+    project_vgg16,
+
+
+rule project_vgg16:
+    output:
+        DOWNLOADED_VGG16,
+    log:
+        f"{LOGS}/project_vgg16.log",
+    benchmark:
+        f"{LOGS}/project_vgg16.bench.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        sha256=config["project"]["vgg16_sha256"],
+        code=code_digest("project_vgg16"),
+    script:
+        adapter("project_vgg16")
+
+
+rule project_encoder:
+    input:
+        export=FINAL_EXPORT,
+    output:
+        f"{R}/project/encoder.npz",
+    log:
+        f"{LOGS}/project/encoder.log",
+    benchmark:
+        f"{LOGS}/project/encoder.bench.tsv"
+    conda:
+        CONDA_ENV
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        encoder=canonical(config["project"]["encoder"]),
+        code=code_digest("project_encoder"),
+    script:
+        adapter("project_encoder")
+
+
+rule project_target:
+    input:
+        expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
+    output:
+        f"{R}/project/dataset-{{k}}/target.png",
+    log:
+        f"{LOGS}/project/dataset-{{k}}/target.log",
+    benchmark:
+        f"{LOGS}/project/dataset-{{k}}/target.bench.tsv"
+    wildcard_constraints:
+        k=r"\d+",
+    conda:
+        CONDA_ENV
+    params:
+        count=config["project"]["dataset_images"],
+        code=code_digest("project_target"),
+    script:
+        adapter("project_target")
+
+
+rule project:
+    input:
+        export=FINAL_EXPORT,
+        target=project_target,
+        encoder=(
+            f"{R}/project/encoder.npz"
+            if config["project"]["encoder"]["enabled"]
+            else []
+        ),
+        vgg16=VGG16 if PROJECT_DISTANCE == "vgg16" else [],
+    output:
+        w=f"{R}/project/{{name}}/w.npz",
+        reconstruction=f"{R}/project/{{name}}/reconstruction.png",
+        sheet=f"{R}/project/{{name}}/sheet.png",
+        video=f"{R}/project/{{name}}/optimisation.mp4",
+    log:
+        f"{LOGS}/project/{{name}}/project.log",
+    benchmark:
+        f"{LOGS}/project/{{name}}/project.bench.tsv"
+    wildcard_constraints:
+        name=r"[^/]+",
+    conda:
+        CONDA_ENV
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        settings=canonical(
+            {k: v for k, v in config["project"].items() if k in PROJECT_SETTINGS}
+        ),
+        distance=PROJECT_DISTANCE,
+        vgg16_sha256=config["project"]["vgg16_sha256"],
+        video=canonical(config["project"]["video"]),
+        code=code_digest("project"),
+    script:
+        adapter("project")

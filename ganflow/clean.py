@@ -4,12 +4,17 @@ Grayscale pages, flat single-colour images and tiny crops teach a GAN nothing bu
 noise, so they are rejected here with a reason per crop. Kept crops also get what the
 global dedupe stage needs, so it never re-reads pixels: two hashes to find copies, and
 whether the crop looks upscaled (with the source's format and quality, carried over from
-the faces manifest) to pick the best copy.
+the faces manifest) to pick the best copy; and, to find the faces of one illustration
+resized, re-encoded or recropped, the source's size and hashes and the face's hash and
+mean colour, also carried over.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +26,14 @@ from .imaging import ImageRejected, load_srgb, to_array
 from .runlog import progress
 from .tables import read_tsv, write_tsv
 
+log = logging.getLogger(__name__)
+
 CLEAN_COLUMNS = ["crop", "id", "source", "path", "box", "width", "height",
-                 "verdict", "detail", "sha256", "phash", "format", "lossless", "quality", "upscaled"]
+                 "verdict", "detail", "sha256", "phash", "format", "lossless", "quality", "upscaled",
+                 "source_size", "source_phash", "source_centre_phash", "face_phash", "face_rgb"]
+# Carried over from the faces manifest as they are (the source ones are absent from old ones).
+_CARRIED = ("crop", "id", "source", "path", "box", "format", "lossless", "quality", "source_size", "source_phash",
+            "source_centre_phash", "face_phash", "face_rgb")
 # Below this share of detail in the top octave a crop counts as enlarged (see top_octave_share).
 UPSCALED_BELOW = 0.15
 
@@ -81,10 +92,11 @@ def make_clean(faces_tsv: Path, out_tsv: Path, params: CleanParams) -> dict:
     """Judge every crop of one shard; crops the faces stage already rejected are not repeated."""
     rows = []
     counts: dict[str, int] = {}
+    started = time.perf_counter()
     for item in progress(read_tsv(faces_tsv), desc=f"clean {Path(faces_tsv).stem}", unit="crop", leave=False):
         if item["status"] != "face":
             continue
-        row = {k: item[k] for k in ("crop", "id", "source", "path", "box", "format", "lossless", "quality")}
+        row = {k: item.get(k, "") for k in _CARRIED}
         row.update(width="", height="", detail="", sha256="", phash="", upscaled="")
         try:
             image = load_srgb(item["path"])
@@ -100,4 +112,10 @@ def make_clean(faces_tsv: Path, out_tsv: Path, params: CleanParams) -> dict:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
         rows.append(row)
     write_tsv(out_tsv, rows, CLEAN_COLUMNS)
+    seconds = time.perf_counter() - started
+    rejected = Counter({k: n for k, n in counts.items() if k != "kept"})
+    log.info("clean %s: %d crops judged in %.1f s (%.3f s/crop): %d kept (%d look upscaled); rejected: %s",
+             Path(faces_tsv).stem, len(rows), seconds, seconds / max(len(rows), 1), counts.get("kept", 0),
+             sum(r["upscaled"] == 1 for r in rows),
+             ", ".join(f"{k} {n}" for k, n in sorted(rejected.items())) or "none")
     return counts

@@ -8,6 +8,24 @@ on at least k - threshold of them, so only hashes sharing one such block combina
 are compared. Clusters are the transitive closure (union-find) of exact (sha256) and
 near (Hamming) pairs; exactly one crop per cluster is kept: the best copy, not the
 largest, since an upscaled re-encode is larger than its original and worse.
+
+Crop hashes alone miss copies of one illustration at another scale: the detector's box
+lands a little differently on each copy, so their crops differ by more than the threshold
+(6-18 bits). Sources are therefore clustered too, with the same machinery, by two hashes
+each: of the whole image and of its centre (90% of each side). Resizing and re-encoding
+move the whole-image hash by 0-2 bits; a copy cut to its centre (85-95%, or shifted a
+little) has a whole-image hash within 0-10 bits of the original's centre hash, where the
+two whole-image hashes lie 6-22 apart; distinct portraits of the test art lie 14 or more
+apart either way (median 32). One looser threshold on the whole-image hash would do
+without the centre hash, but multi-index hashing grows steeply with the threshold: 12
+bits take minutes at 700k sources, two hashes at 8 bits half a minute.
+
+Within two such copies, faces pair up by place (each the other's nearest, relative to the
+image size, which a recrop moves only a little) and are one face when the faces
+themselves agree (their detector box grown a little, whatever the framing of the crop):
+perceptual hashes within a looser threshold and mean colours close. Neither place nor the
+grey hashes suffice alone: the demo's drawings share one layout and one line art and
+differ in colour.
 """
 
 from __future__ import annotations
@@ -18,7 +36,7 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -28,9 +46,20 @@ from .tables import read_tsv, write_tsv
 log = logging.getLogger(__name__)
 
 DEDUPE_COLUMNS = ["crop", "cluster", "keep", "kind", "distance", "why"]
-# lossless, quality and upscaled are optional: a table without them compares copies by size.
+# lossless, quality and upscaled are optional: a table without them compares copies by size;
+# so are the source_* and face_* columns: without them crops match by their own hashes only.
 CLEAN_NEEDED = ("crop", "verdict", "width", "height", "sha256", "phash")
 HASH_BITS = 64
+# Source matching scales with the crop threshold t (0 turns it off): at t = 4, sources whose
+# whole or centre hashes lie within 8 bits are copies of one illustration, and their
+# corresponding faces within 12 bits are copies of one face if their mean colours also
+# agree within COLOUR_LEVELS on every channel (0-255). Measured on copies of the test art
+# and the demo's: faces of copies 0-12 bits and 0-2.4 levels apart; different faces drawn
+# alike (the demo's templates, in copies-like sources) 10-12 bits apart with 5-76 levels,
+# 14 with 6.7 or more.
+SOURCE_FACTOR = 2
+FACE_FACTOR = 3
+COLOUR_LEVELS = 4
 # The clean settings that reject crops for each reason, for the message when none is left.
 _CLEAN_KEYS = {"too_small": "clean.min_side", "grayscale": "clean.gray_chroma", "monochrome": "clean.mono_std"}
 
@@ -58,46 +87,60 @@ def parse_phash(value: str | int | None) -> int | None:
 
 def find_clusters(crops: Sequence[str], sha256: Sequence[str], phash: Sequence[str | int | None],
                   areas: Sequence[int], threshold: int = 4, *, lossless: Sequence[bool] | None = None,
-                  upscaled: Sequence[bool] | None = None, quality: Sequence[int] | None = None) -> list[dict]:
+                  upscaled: Sequence[bool] | None = None, quality: Sequence[int] | None = None,
+                  sources: Sequence[str] | None = None, source_phash: Sequence[Sequence[str | int | None]] | None = None,
+                  boxes: np.ndarray | None = None, face_phash: Sequence[str | int | None] | None = None,
+                  face_rgb: np.ndarray | None = None) -> list[dict]:
     """One row per crop (input order): crop, cluster (id of the kept crop), keep (1/0),
-    kind (unique = the kept crop itself, exact = same pixels as it, near = similar),
+    kind (unique = the kept crop itself, exact = same pixels as it, near = similar,
+    source = a copy of its face in a copy of its source: resized, re-encoded, recropped),
     distance (Hamming bits to the kept crop; empty when a hash is missing) and why (on the
     kept crop of a cluster of several: what made it beat the runner-up).
 
     The kept crop is the best copy: from a lossless source over a lossy one, native
     pixels over upscaled ones, higher JPEG quality (0: unknown), larger (width*height),
     then the smallest crop id, so the choice does not depend on input order. Crops
-    without a usable phash only join clusters through an identical sha256.
+    without a usable phash only join clusters through an identical sha256, or as copies
+    of a face in a copy of their source. `sources` (the source id of each crop), its
+    `source_phash` (per crop, the same number of hashes: of its whole source, of its centre),
+    `boxes` (n x 4: the crop's box as x0, y0, x1, y1 shares of its source's size), the hash
+    of each crop's face and its mean colour `face_rgb` (n x 3) turn source matching on; NaN
+    where unknown.
     """
     n = len(crops)
     columns = [np.zeros(n, dtype=np.int64) if c is None else np.asarray(c, dtype=np.int64)
                for c in (areas, lossless, upscaled, quality)]
-    if not (len(sha256) == len(phash) == n and all(len(c) == n for c in columns)):
-        raise ValueError("find_clusters needs crops, sha256, phash, areas, lossless, upscaled and quality "
-                         "of equal length")
+    source_columns = [] if sources is None else [sources, source_phash, boxes, face_phash, face_rgb]
+    if not (len(sha256) == len(phash) == n and all(len(c) == n for c in columns + source_columns)):
+        raise ValueError("find_clusters needs crops, sha256, phash, areas, lossless, upscaled, quality "
+                         "and (with sources) source_phash, boxes, face_phash and face_rgb of equal length")
     areas, lossless, upscaled, quality = columns
     if not 0 <= threshold <= HASH_BITS // 2:
         raise ValueError(f"dedupe threshold must be 0..{HASH_BITS // 2} bits, got {threshold}")
     if n == 0:
         return []
-    parsed = [parse_phash(p) for p in phash]
-    valid = np.fromiter((p is not None for p in parsed), dtype=bool, count=n)
-    hashes = np.fromiter((p or 0 for p in parsed), dtype=np.uint64, count=n)
-
-    edges = [_same_value_edges(sha256)]
-    hashed = np.flatnonzero(valid)
-    uniq, inverse = np.unique(hashes[hashed], return_inverse=True)
-    first = np.full(len(uniq), n, dtype=np.int64)
-    np.minimum.at(first, inverse, hashed)  # one representative crop per distinct hash
-    edges.append((hashed, first[inverse]))  # identical hashes: same cluster, compared once
-    ua, ub = near_pairs(uniq, threshold)
-    edges.append((first[ua], first[ub]))
+    hashes, valid = _parse_all(phash)
+    edges = [_same_value_edges(sha256), _hash_edges(hashes, valid, threshold)]
+    if sources is not None:
+        width = len(source_phash[0])  # hashes per source: whole, centre
+        source_hashes, source_valid = _parse_all([p for h in source_phash for p in h])
+        source_hashes, source_valid = source_hashes.reshape(n, width), source_valid.reshape(n, width) & (threshold > 0)
+        source_of, source_label = _source_clusters(sources, source_hashes, source_valid, threshold)
+        edges.append(_copy_edges(source_of, source_label, source_hashes, source_valid,
+                                 np.asarray(boxes, dtype=np.float64), *_parse_all(face_phash),
+                                 np.asarray(face_rgb, dtype=np.float64), threshold))
+        source_cluster = source_label[source_of]
+    else:
+        source_of = source_cluster = np.arange(n)  # every crop its own source: no source copies
     labels = connected_components(n, np.concatenate([e[0] for e in edges]),
                                   np.concatenate([e[1] for e in edges]))
 
     keeper, runner_up = _keepers(labels, (-lossless, upscaled, -quality, -areas), crops)
     both = valid & valid[keeper]
     distance = np.bitwise_count(hashes ^ hashes[keeper]).astype(np.int64)
+    # a copy from a copy of the kept crop's source, unless its own hash already says near
+    source_copy = ((source_cluster == source_cluster[keeper]) & (source_of != source_of[keeper])
+                   & ~(both & (distance <= threshold)))
     rows = []
     for i in range(n):
         k = int(keeper[i])
@@ -106,11 +149,79 @@ def find_clusters(crops: Sequence[str], sha256: Sequence[str], phash: Sequence[s
             "crop": crops[i],
             "cluster": crops[k],
             "keep": 1 if i == k else 0,
-            "kind": "unique" if i == k else ("exact" if same_pixels else "near"),
+            "kind": "unique" if i == k else ("exact" if same_pixels else "source" if source_copy[i] else "near"),
             "distance": int(distance[i]) if both[i] else (0 if same_pixels else ""),
             "why": _why(k, int(runner_up[i]), lossless, upscaled, quality, areas) if i == k else "",
         })
     return rows
+
+
+def _parse_all(phash: Sequence[str | int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """(uint64 hashes, whether each was usable): a missing or malformed one is 0 and False."""
+    parsed = [parse_phash(p) for p in phash]
+    valid = np.fromiter((p is not None for p in parsed), dtype=bool, count=len(parsed))
+    return np.fromiter((p or 0 for p in parsed), dtype=np.uint64, count=len(parsed)), valid
+
+
+def _hash_edges(hashes: np.ndarray, valid: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining the usable hashes within `threshold` bits: identical ones to their
+    first occurrence, so that each distinct hash is compared once."""
+    hashed = np.flatnonzero(valid)
+    uniq, inverse = np.unique(hashes[hashed], return_inverse=True)
+    first = np.full(len(uniq), len(hashes), dtype=np.int64)
+    np.minimum.at(first, inverse, hashed)  # one representative per distinct hash
+    ua, ub = near_pairs(uniq, threshold)
+    return np.r_[hashed, first[ua]], np.r_[first[inverse], first[ub]]
+
+
+def _source_clusters(sources: Sequence[str], hashes: np.ndarray, valid: np.ndarray,
+                     threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the index of each crop's source, the cluster of each source) from each crop's source
+    hashes (n x k): a source has one of its hashes within SOURCE_FACTOR * threshold bits of
+    one of another source's in its cluster."""
+    names, source_of = np.unique(np.asarray(sources, dtype=str), return_inverse=True)
+    per_source = np.zeros((len(names), hashes.shape[1]), dtype=np.uint64)
+    usable = np.zeros(per_source.shape, dtype=bool)
+    per_source[source_of], usable[source_of] = hashes, valid  # the crops of a source share its hashes
+    owner = np.repeat(np.arange(len(names)), hashes.shape[1])
+    a, b = _hash_edges(per_source.ravel(), usable.ravel(), min(SOURCE_FACTOR * threshold, HASH_BITS // 2))
+    return source_of, connected_components(len(names), owner[a], owner[b])
+
+
+def _copy_edges(source_of: np.ndarray, source_label: np.ndarray, source_hashes: np.ndarray,
+                source_valid: np.ndarray, boxes: np.ndarray, hashes: np.ndarray, valid: np.ndarray,
+                colours: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining crops that show one face in two copies of an illustration: their sources
+    within SOURCE_FACTOR * threshold bits of each other (not merely chained through a third),
+    each face the other's nearest in the other copy (box centres as shares of the image
+    size), face hashes within FACE_FACTOR * threshold bits and mean colours within
+    COLOUR_LEVELS. Only source clusters of several sources are searched, pair by pair (they
+    are small)."""
+    label = source_label[source_of]
+    several = np.bincount(source_label, minlength=len(source_label)) > 1
+    candidates = np.flatnonzero(several[label])
+    order = candidates[np.argsort(label[candidates], kind="stable")]
+    found_a, found_b = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    for a, b in _pairs_in_runs(label[order], order):
+        bits = np.bitwise_count(source_hashes[a][:, :, None] ^ source_hashes[b][:, None, :])
+        usable = source_valid[a][:, :, None] & source_valid[b][:, None, :]
+        nearest_pair = np.where(usable, bits, HASH_BITS + 1).min(axis=(1, 2))
+        copies = (source_of[a] != source_of[b]) & (nearest_pair <= SOURCE_FACTOR * threshold)
+        found_a.append(a[copies])
+        found_b.append(b[copies])
+    a, b = np.concatenate(found_a), np.concatenate(found_b)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    dist = np.hypot(*(centres[a] - centres[b]).T)
+    # nearest: no face of the other copy lies closer (checked both ways); an unknown place never is
+    first, second, both_ways = np.r_[a, b], np.r_[b, a], np.r_[dist, dist]
+    _, group = np.unique(first * len(source_label) + source_of[second], return_inverse=True)
+    closest = np.full(group.max(initial=-1) + 1, np.inf)
+    np.minimum.at(closest, group, both_ways)
+    nearest = both_ways <= closest[group]
+    close = valid[a] & valid[b] & (np.bitwise_count(hashes[a] ^ hashes[b]) <= FACE_FACTOR * threshold)
+    alike = np.abs(colours[a] - colours[b]).max(axis=1) <= COLOUR_LEVELS  # NaN: never
+    same_face = nearest[:len(a)] & nearest[len(a):] & close & alike
+    return a[same_face], b[same_face]
 
 
 def _why(k: int, r: int, lossless: np.ndarray, upscaled: np.ndarray, quality: np.ndarray,
@@ -178,23 +289,28 @@ def block_layout(m: int, threshold: int) -> tuple[int, int]:
 
 def _close_in_runs(hashes: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray,
                    threshold: int) -> tuple[np.ndarray, np.ndarray]:
-    """Close pairs among hashes with equal keys: compare each with its d-th successor in
-    its run, for d = 1, 2, ... while any run is longer than d (all vectorised)."""
+    """Close pairs among hashes with equal keys."""
+    found_a, found_b = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    for a, b in _pairs_in_runs(sorted_keys, order):
+        close = np.bitwise_count(hashes[a] ^ hashes[b]) <= threshold
+        found_a.append(a[close])
+        found_b.append(b[close])
+    return np.concatenate(found_a), np.concatenate(found_b)
+
+
+def _pairs_in_runs(sorted_keys: np.ndarray, order: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every pair of items with equal keys, in batches: each item with its d-th successor
+    in its run, for d = 1, 2, ... while any run is longer than d (all vectorised)."""
     m = len(sorted_keys)
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
     ends = np.r_[starts[1:], m]
     run_end = np.repeat(ends, ends - starts)
     active = np.flatnonzero(run_end - np.arange(m) > 1)
-    found_a, found_b = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
     d = 1
     while active.size:
-        a, b = order[active], order[active + d]
-        close = np.bitwise_count(hashes[a] ^ hashes[b]) <= threshold
-        found_a.append(a[close])
-        found_b.append(b[close])
+        yield order[active], order[active + d]
         d += 1
         active = active[run_end[active] > active + d]
-    return np.concatenate(found_a), np.concatenate(found_b)
 
 
 def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -260,6 +376,11 @@ def dedupe(clean_tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike,
     lossless: list[bool] = []
     upscaled: list[bool] = []
     quality: list[int] = []
+    sources: list[str] = []
+    source_phash: list[tuple[str, str]] = []
+    boxes: list[tuple[float, float, float, float]] = []
+    face_phash: list[str] = []
+    face_rgb: list[tuple[float, ...]] = []
     shard_of: list[int] = []
     verdicts: Counter = Counter()
     stems = [Path(p).stem for p in clean_tsvs]
@@ -280,10 +401,17 @@ def dedupe(clean_tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike,
             lossless.append(row.get("lossless") == "1")
             upscaled.append(row.get("upscaled") == "1")
             quality.append(_int(row.get("quality")))
+            sources.append(row["id"])
+            source_phash.append((row.get("source_phash") or "", row.get("source_centre_phash") or ""))
+            boxes.append(_relative_box(row.get("box"), row.get("source_size")))
+            face_phash.append(row.get("face_phash") or "")
+            face_rgb.append(_numbers(row.get("face_rgb"), ",", 3))
             shard_of.append(s)
     if not crops:
         raise SetupError(_nothing_kept(verdicts, len(stems)))
-    out = find_clusters(crops, sha, phash, areas, threshold, lossless=lossless, upscaled=upscaled, quality=quality)
+    out = find_clusters(crops, sha, phash, areas, threshold, lossless=lossless, upscaled=upscaled, quality=quality,
+                        sources=sources, source_phash=source_phash, boxes=np.asarray(boxes, dtype=np.float64),
+                        face_phash=face_phash, face_rgb=np.asarray(face_rgb, dtype=np.float64))
     write_tsv(out_tsv, out, DEDUPE_COLUMNS)
     per_shard: list[list[dict]] = [[] for _ in stems]
     for s, row in zip(shard_of, out):
@@ -295,17 +423,53 @@ def dedupe(clean_tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike,
     if unhashed:
         log.warning("%d kept crops have no valid phash; they were deduplicated by sha256 only", unhashed)
     sizes = Counter(r["cluster"] for r in out).values()
-    return {
+    kinds = Counter(r["kind"] for r in out)
+    summary = {
         "crops": len(out),
         "kept": int(sum(r["keep"] for r in out)),
-        "removed_exact": sum(r["kind"] == "exact" for r in out),
-        "removed_near": sum(r["kind"] == "near" for r in out),
+        "removed_exact": kinds["exact"],
+        "removed_near": kinds["near"],
+        "removed_source": kinds["source"],
         "clusters_with_duplicates": sum(size > 1 for size in sizes),
         "largest_cluster": max(sizes, default=0),
+        "sources": len(set(sources)),
+        "sources_unhashed": len({i for i, h in zip(sources, source_phash) if parse_phash(h[0]) is None}),
         "unhashed": unhashed,
         "shards": len(stems),
         "threshold": threshold,
     }
+    why = Counter(_why_kind(r["why"]) for r in out if r["why"])
+    log.info("dedupe: %d kept crops of %d sources in %d shards: %d kept, dropped %d exact, %d near and %d source "
+             "duplicates (copies of a face in a resized, re-encoded or recropped copy of its source); %d clusters "
+             "with duplicates, the largest %d; the kept copy won by: %s; %d sources without a source hash were "
+             "matched by their crops' hashes only", summary["crops"], summary["sources"], summary["shards"],
+             summary["kept"], kinds["exact"], kinds["near"], kinds["source"], summary["clusters_with_duplicates"],
+             summary["largest_cluster"], ", ".join(f"{k} {n}" for k, n in sorted(why.items())) or "-",
+             summary["sources_unhashed"])
+    return summary
+
+
+def _why_kind(why: str) -> str:
+    """The rule of a `why` without its numbers ("larger: 400 > 100 px" -> "larger"), for counting."""
+    return "higher jpeg quality" if why.startswith("jpeg q") else why.split(":")[0]
+
+
+def _relative_box(box: str | None, size: str | None) -> tuple[float, ...]:
+    """A crop box "x,y,w,h" as shares (x0, y0, x1, y1) of its source's "WxH"; NaNs when
+    either is missing or malformed (a crop of a whole image has no box)."""
+    x, y, w, h = _numbers(box, ",", 4)
+    width, height = _numbers(size, "x", 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return tuple(np.float64(v) / s for v, s in ((x, width), (y, height), (x + w, width), (y + h, height)))
+
+
+def _numbers(text: str | None, sep: str, count: int) -> tuple[float, ...]:
+    """`count` numbers from a manifest cell such as "12,5,80"; NaNs when missing or malformed."""
+    try:
+        values = tuple(float(v) for v in text.split(sep))
+    except (AttributeError, ValueError):
+        return (math.nan,) * count
+    return values if len(values) == count else (math.nan,) * count
 
 
 def _nothing_kept(verdicts: Counter, manifests: int) -> str:

@@ -5,18 +5,30 @@ process per image, as the usual xargs recipe does, spends most of its time loadi
 OpenCV and the cascade. Crops are cut from the image after EXIF
 orientation and colour conversion to sRGB, so every later stage sees the same pixels.
 Boxes are in that upright image's coordinates.
+
+Every detected face gets a row: the best `max_faces` by detector score become crops
+(status face); the rest are cropped too, so that a contact sheet can show what the limit
+cost, but marked over_max_faces and never judged or trained on. With `solo`, an image
+with more than one face gives one not_solo row and no crop. The size and perceptual
+hashes of each source travel with its rows, so that dedupe can tell copies of one
+illustration at other scales or crops apart from different pictures.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import imagehash
 import numpy as np
+from PIL import Image
 
+from .ids import ID_MAX_LENGTH, safe_id
 from .runlog import SetupError, progress
 from .imaging import Encoding, ImageRejected, load_with_encoding, peek_encoding, sha256_file, to_array
 from .tables import atomic_path, read_tsv, remove_stale, write_if_changed, write_tsv
@@ -26,8 +38,22 @@ log = logging.getLogger(__name__)
 # sha256 of each crop file makes the manifest carry its content: the clean stage reruns
 # exactly when a crop's pixels change, even if its box and score did not. format, lossless
 # and quality describe the source file, so dedupe can keep the best of several copies.
+# box is the crop's box, face_box the detector's (both x,y,w,h); source_size (WxH) and the
+# perceptual hashes of the whole upright source and of its centre (CENTRE_SHARE of each
+# side) let dedupe find copies of one illustration, recropped ones too: a copy cut to the
+# centre has a whole-image hash close to the original's centre hash. face_phash and face_rgb
+# (mean colour) describe the face itself (its box grown by FACE_MARGIN), whatever the
+# framing: dedupe tells the faces of two copies apart with them, and a portrait crop,
+# clipped differently at the borders of each copy, would blur them.
 FACE_COLUMNS = ["crop", "id", "source", "path", "box", "score", "sha256", "status", "detail",
-                "format", "lossless", "quality"]
+                "format", "lossless", "quality", "face_box", "face_phash", "face_rgb", "source_size", "source_phash",
+                "source_centre_phash"]
+CENTRE_SHARE = 0.9
+FACE_MARGIN = 0.1
+FRAMINGS = ("face", "portrait")
+# The portrait framing's margins, in face-box sizes: room above for hair and hats, below
+# for the chin and neckline, and on each side; the face framing's are `margin` all round.
+PORTRAIT_ABOVE, PORTRAIT_BELOW, PORTRAIT_SIDES = 0.8, 0.5, 0.65
 CASCADE_SHA256 = "9376d30ac38db6bda2a68b88b3b76bbd7e6aa33af47f7f5c76bc88ca75f1ce30"
 CASCADE_URL = ("https://raw.githubusercontent.com/nagadomi/lbpcascade_animeface/"
                "master/lbpcascade_animeface.xml")
@@ -83,25 +109,37 @@ class FaceParams:
     margin: float = 0.25
     square: bool = True
     max_faces: int = 8
+    framing: str = "face"
+    solo: bool = False
+
+    def __post_init__(self) -> None:
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"faces.framing must be one of {', '.join(FRAMINGS)}, not {self.framing!r}")
 
 
 def detect(cascade: cv2.CascadeClassifier, rgb: np.ndarray, p: FaceParams) -> list[tuple[int, int, int, int, float]]:
-    """Boxes (x, y, w, h, score) on the histogram-equalised grey image, best first."""
+    """Every box (x, y, w, h, score) on the histogram-equalised grey image, best first: the
+    caller decides what max_faces and solo make of them, so none is lost uncounted."""
     gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
     boxes, _levels, weights = cascade.detectMultiScale3(
         gray, scaleFactor=p.scale_factor, minNeighbors=p.min_neighbors,
         minSize=(p.min_size, p.min_size), outputRejectLevels=True)
     found = [(int(x), int(y), int(w), int(h), float(s))
              for (x, y, w, h), s in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1))]
-    return sorted(found, key=lambda b: -b[4])[: p.max_faces]
+    return sorted(found, key=lambda b: -b[4])
 
 
-def crop_box(box: tuple[int, int, int, int], margin: float, square: bool, width: int, height: int) -> tuple[int, int, int, int]:
-    """Grow a detection by `margin` of its size on each side, optionally to a square,
-    shifted (not shrunk) to stay inside the image where it fits."""
+def crop_box(box: tuple[int, int, int, int], margin: float, square: bool, width: int, height: int,
+             framing: str = "face") -> tuple[int, int, int, int]:
+    """Grow a detection by its framing's margins (face: `margin` of its size on each side;
+    portrait: PORTRAIT_*), optionally to a square about the grown box's centre, shifted (not
+    shrunk) to stay inside the image where it fits, else clipped to the image."""
     x, y, w, h = box
-    cx, cy = x + w / 2, y + h / 2
-    bw, bh = w * (1 + 2 * margin), h * (1 + 2 * margin)
+    above, below, sides = (margin, margin, margin) if framing == "face" else (
+        PORTRAIT_ABOVE, PORTRAIT_BELOW, PORTRAIT_SIDES)
+    # (m + m) and the zero shift keep the face framing's arithmetic bit for bit what it was
+    cx, cy = x + w / 2, y + h / 2 + h * (below - above) / 2
+    bw, bh = w * (1 + (sides + sides)), h * (1 + (above + below))
     if square:
         bw = bh = max(bw, bh)
     bw, bh = min(bw, width), min(bh, height)
@@ -120,10 +158,17 @@ def make_faces(ids_tsv: Path, out_dir: Path, out_tsv: Path, params: FaceParams,
     cascade = load_cascade(cascade_path, cascade_sha256) if params.enabled else None
     rows: list[dict] = []
     counts = {"images": 0, "with_face": 0, "crops": 0}
+    found = 0
     written: set[str] = set()
+    started = time.perf_counter()
     for item in progress(read_tsv(ids_tsv), desc=f"faces {Path(ids_tsv).stem}", unit="img", leave=False):
         counts["images"] += 1
         base = {"id": item["id"], "source": item["path"]}
+        if not safe_id(item["id"]):  # the id names files below: never a path of its own
+            rows.append({**base, "status": "bad_id", "detail": "an id may hold only A-Z a-z 0-9 . _ -, not start "
+                         f"with a dot or dash, nor hold '..', and have at most {ID_MAX_LENGTH} characters; "
+                         "rebuild ids/ with the ids stage"})
+            continue
         if not params.enabled:  # already-cropped data: the whole image is the crop
             rows.append(_whole_image_row(base, item))
             counts["crops"] += 1
@@ -131,29 +176,73 @@ def make_faces(ids_tsv: Path, out_dir: Path, out_tsv: Path, params: FaceParams,
         try:
             image, encoding = load_with_encoding(item["path"])
         except ImageRejected as exc:
-            rows.append({**base, "crop": "", "path": "", "box": "", "score": "",
-                         "status": exc.reason, "detail": exc.detail})
+            rows.append({**base, "status": exc.reason, "detail": exc.detail})
             continue
-        base.update(_encoding_cells(encoding))
+        base.update(_encoding_cells(encoding), source_size=f"{image.width}x{image.height}",
+                    source_phash=str(imagehash.phash(image)), source_centre_phash=str(imagehash.phash(_centre(image))))
         rgb = to_array(image)
         faces = detect(cascade, rgb, params)
+        found += len(faces)
         if not faces:
-            rows.append({**base, "crop": "", "path": "", "box": "", "score": "", "status": "no_face",
-                         "detail": f"{image.width}x{image.height}"})
+            rows.append({**base, "status": "no_face", "detail": f"{image.width}x{image.height}"})
+            continue
+        if params.solo and len(faces) > 1:
+            rows.append({**base, "status": "not_solo",
+                         "detail": f"{len(faces)} faces found; faces.solo keeps images with one"})
             continue
         counts["with_face"] += 1
         for k, (x, y, w, h, score) in enumerate(faces):
-            bx, by, bw, bh = crop_box((x, y, w, h), params.margin, params.square, image.width, image.height)
+            bx, by, bw, bh = crop_box((x, y, w, h), params.margin, params.square, image.width, image.height,
+                                      params.framing)
             crop_id = f"{item['id']}-{k}"
             path = out_dir / f"{crop_id}.png"
             digest = _write_png(rgb[by:by + bh, bx:bx + bw], path)
             written.add(path.name)
+            kept = k < params.max_faces
             rows.append({**base, "crop": crop_id, "path": str(path), "box": f"{bx},{by},{bw},{bh}",
-                         "score": round(score, 3), "sha256": digest, "status": "face", "detail": ""})
-            counts["crops"] += 1
+                         "score": round(score, 3), "sha256": digest, "face_box": f"{x},{y},{w},{h}",
+                         **_face_cells(image, rgb, (x, y, w, h)),
+                         "status": "face" if kept else "over_max_faces",
+                         "detail": "" if kept else f"face {k + 1} of {len(faces)} by score; faces.max_faces "
+                                                   f"is {params.max_faces}"})
+            counts["crops"] += kept
     remove_stale(out_dir, written, ["*.png"])
     write_tsv(out_tsv, rows, FACE_COLUMNS)
+    _log_summary(Path(ids_tsv).stem, counts, found, rows, time.perf_counter() - started, params)
     return counts
+
+
+def _log_summary(shard: str, counts: dict, found: int, rows: list[dict], seconds: float, params: FaceParams) -> None:
+    """One line a person reads in the rule's log: what went in, what came out, why the rest
+    did not, and the time per image (the number to size a cluster job with)."""
+    per_image = seconds / max(counts["images"], 1)
+    dropped = Counter(r["status"] for r in rows if r["status"] != "face")
+    why = ", ".join(f"{reason} {n}" for reason, n in sorted(dropped.items())) or "none"
+    if not params.enabled:
+        log.info("faces %s: %d images passed through as crops (detection disabled), %.3f s/image; not kept: %s",
+                 shard, counts["images"], per_image, why)
+        return
+    log.info("faces %s: %d images read in %.1f s (%.3f s/image), framing %s%s: %d faces found, %d images with "
+             "a kept face, %d crops; not kept: %s", shard, counts["images"], seconds, per_image, params.framing,
+             ", solo" if params.solo else "", found, counts["with_face"], counts["crops"], why)
+
+
+def _face_cells(image: Image.Image, rgb: np.ndarray, box: tuple[int, int, int, int]) -> dict:
+    """face_phash and face_rgb of the detector's box grown by FACE_MARGIN (clipped to the
+    picture): a little context steadies the hash against the box's jitter between copies."""
+    x, y, w, h = box
+    gx, gy = round(w * FACE_MARGIN), round(h * FACE_MARGIN)
+    left, top, right, bottom = max(x - gx, 0), max(y - gy, 0), min(x + w + gx, image.width), min(y + h + gy, image.height)
+    mean = rgb[top:bottom, left:right].reshape(-1, 3).mean(axis=0)
+    return {"face_phash": str(imagehash.phash(image.crop((left, top, right, bottom)))),
+            "face_rgb": ",".join(str(round(float(v))) for v in mean)}
+
+
+def _centre(image: Image.Image) -> Image.Image:
+    """The centred CENTRE_SHARE of the picture's width and height."""
+    w, h = round(image.width * CENTRE_SHARE), round(image.height * CENTRE_SHARE)
+    left, top = (image.width - w) // 2, (image.height - h) // 2
+    return image.crop((left, top, left + w, top + h))
 
 
 def _whole_image_row(base: dict, item: dict) -> dict:

@@ -29,7 +29,9 @@ def _rows(paths: Sequence[Path]) -> list[dict]:
 def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], dedupe_tsv: Path,
            images: Sequence[Path], image_rejects: Sequence[Path]) -> list[dict]:
     """Stage counts (posts -> selected -> found -> with face -> crops -> clean -> unique -> final)
-    with the drop reasons of each step."""
+    with the drop reasons of each step. The faces manifest's reasons are per image (no_face,
+    not_solo, undecodable...), except over_max_faces, a face beyond faces.max_faces: it is a
+    loss of the crops step."""
     summary = json.loads(Path(summary_json).read_text())
     face_rows, clean_rows = _rows(faces), _rows(clean)
     dedupe_rows, image_rows = read_tsv(dedupe_tsv), _rows(images)
@@ -47,8 +49,9 @@ def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], ded
     # selected posts whose file is not there to read (the "found" step's losses)
     missing = Counter({reason: rejected.pop(reason) for reason in FILE_PROBLEMS if reason in rejected})
     with_face = {r["id"] for r in face_rows if r["status"] == "face"}
-    image_drops = Counter(r["status"] for r in face_rows if r["status"] != "face")
+    image_drops = Counter(r["status"] for r in face_rows if r["status"] not in ("face", "over_max_faces"))
     crops = [r for r in face_rows if r["status"] == "face"]
+    face_drops = Counter(r["status"] for r in face_rows if r["status"] == "over_max_faces")
     clean_drops = Counter(r["verdict"] for r in clean_rows if r["verdict"] != "kept")
     kept = [r for r in clean_rows if r["verdict"] == "kept"]
     dup_drops = Counter(f"{r['kind']}_duplicate" for r in dedupe_rows if r["keep"] != "1")
@@ -60,7 +63,7 @@ def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], ded
     table += step("selected", summary.get("selected", 0), prefixed("filtered:") + rejected)
     table += step("found", summary.get("found", 0), missing)
     table += step("with_face", len(with_face), image_drops)
-    table += step("crops", len(crops), Counter())
+    table += step("crops", len(crops), face_drops)
     table += step("clean", len(kept), clean_drops)
     table += step("unique", len(unique), dup_drops)
     table += step("final", len(image_rows), final_drops)
@@ -70,8 +73,8 @@ def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], ded
 def make_funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], dedupe_tsv: Path,
                 images: Sequence[Path], image_rejects: Sequence[Path], out_tsv: Path, sheets: dict[str, Path],
                 *, thumb: int = 64, max_items: int = 64) -> list[dict]:
-    """Write the funnel table and one contact sheet per stage (no-face sources, faces, rejected,
-    duplicates, images)."""
+    """Write the funnel table and one contact sheet per stage (no-face sources, faces, faces
+    beyond faces.max_faces, rejected, duplicates, images)."""
     table = funnel(summary_json, faces, clean, dedupe_tsv, images, image_rejects)
     write_tsv(out_tsv, table, FUNNEL_COLUMNS)
     for row in table:
@@ -84,6 +87,8 @@ def make_funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path]
         # the sources where the detector found nothing: the sheet to tune faces: settings on
         "no-face": [(r["source"], r["id"]) for r in face_rows if r["status"] == "no_face"],
         "faces": [(r["path"], r["crop"]) for r in face_rows if r["status"] == "face"],
+        # what faces.max_faces cost: the faces stage crops them too, for this sheet only
+        "over-max-faces": [(r["path"], r["crop"]) for r in face_rows if r["status"] == "over_max_faces"],
         "rejected": [(r["path"], r["verdict"]) for r in clean_rows if r["verdict"] != "kept"],
         # each dropped copy right after the copy it duplicated (pairs share a row)
         "duplicates": [pair for r in read_tsv(dedupe_tsv) if r["keep"] != "1" and r["crop"] in by_crop

@@ -24,7 +24,7 @@ import tarfile
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
 from .runlog import SetupError
@@ -42,13 +42,18 @@ ALL_RATINGS = frozenset(_RATINGS.values())
 # Characters a file name may not hold: they would break a table row or a Snakemake input
 # (control characters: tab, newline, escape...; line separators; undecodable bytes).
 _BAD_NAME_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# Ids name files (crops, final images), so they hold only these characters, within a limit.
+ID_MAX_LENGTH = 80
+_SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,%d}" % (ID_MAX_LENGTH - 1))
 _FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
                stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
 
 
-def shard_of(image_id: int, shards: int) -> str:
-    """Danbooru buckets files by id % 1000; shards follow the same rule, zero-padded."""
-    return f"{image_id % shards:04d}"
+def shard_of(key: int, shards: int) -> str:
+    """Danbooru buckets files by id % 1000; shards follow the same rule, zero-padded. A
+    folder source's key is a hash of the relative path (path_key), not its id: its shard
+    then stays put when a name collision later adds a suffix to the id."""
+    return f"{key % shards:04d}"
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,8 @@ class TagFilter:
 
 @dataclass
 class Selection:
-    """The result of the ids stage: kept rows per shard, rejection rows, counts."""
+    """The result of the ids stage: kept rows (ID_COLUMNS, plus the shard `key`: the
+    Danbooru id, or path_key of a folder file), rejection rows, counts."""
 
     rows: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
@@ -274,14 +280,56 @@ def select_danbooru(root: Path, metadata: Iterable[Path], tag_filter: TagFilter)
             continue
         sel.counts["found"] += 1
         sel.rows.append({"id": image_id, "path": str(path), "rating": post["rating"],
-                         "tags": " ".join(sorted(post["tags"]))})
+                         "tags": " ".join(sorted(post["tags"])), "key": image_id})
     _check_selected(sel, "source.metadata", f"source.root {root} (the mirror that holds original/)")
     return sel
 
 
-def folder_id(relative: str) -> int:
-    """A stable positive id for a file of a plain folder, from its relative path."""
-    return int(hashlib.sha256(relative.encode("utf-8")).hexdigest()[:15], 16) or 1
+def path_key(relative: str) -> int:
+    """The shard key of a folder source's file: a hash of its relative path, so that shards
+    stay balanced and a file keeps its shard whatever else the folder holds."""
+    return int(hashlib.sha256(relative.encode("utf-8")).hexdigest()[:15], 16)
+
+
+def safe_id(text: str) -> bool:
+    """Whether an id (or crop id) may become a file name as it is: only [A-Za-z0-9._-], no
+    leading dot or dash, no "..", at most ID_MAX_LENGTH characters (ids name crops and images)."""
+    return bool(_SAFE_ID.fullmatch(text)) and ".." not in text
+
+
+def folder_slug(relative: str) -> str:
+    """The readable part of a folder file's id: its relative path without the extension,
+    folded to ASCII (accents dropped), every run of other characters (/, spaces, symbols)
+    as one "_", runs of dots as one dot, no dot, dash or "_" at either end. Lossy: two paths
+    may share a slug, and folder_ids tells them apart."""
+    stem = PurePosixPath(relative).with_suffix("").as_posix()
+    ascii_ = "".join(c for c in unicodedata.normalize("NFKD", stem) if not unicodedata.combining(c))
+    slug = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_))
+    return slug.strip("._-")
+
+
+def folder_ids(relatives: Iterable[str]) -> dict[str, str]:
+    """Readable, unique, file-name-safe ids for the files of a folder source (relative path ->
+    id): the slug of the path, with "_" and the first 8 hex digits of the path's sha256 where
+    the slug alone would not do: shared with another path (compared case-insensitively, as
+    on macOS and Windows disks), longer than the limit (cut to its end, the file name) or
+    empty. Suffixed ids that clash again get longer hashes. The same folder gives the same
+    ids; a new file whose slug clashes with an existing one suffixes both."""
+    relatives = list(relatives)
+    slugs = {r: folder_slug(r) for r in relatives}
+    ids = {r: s if 0 < len(s) <= ID_MAX_LENGTH else _hashed(r, s, 8) for r, s in slugs.items()}
+    for digits in (8, 16, 64):
+        seen = Counter(i.lower() for i in ids.values())
+        for r in [r for r, i in ids.items() if seen[i.lower()] > 1]:
+            ids[r] = _hashed(r, slugs[r], digits)
+    return ids
+
+
+def _hashed(relative: str, slug: str, digits: int) -> str:
+    """`slug` cut to its end so that "_" and `digits` hex digits of the path's sha256 fit the limit."""
+    digest = hashlib.sha256(relative.encode("utf-8")).hexdigest()[:digits]
+    head = slug[-(ID_MAX_LENGTH - digits - 1):].lstrip("._-") if slug else ""
+    return f"{head}_{digest}" if head else digest
 
 
 def select_folder(root: Path, tag_filter: TagFilter) -> Selection:
@@ -294,6 +342,7 @@ def select_folder(root: Path, tag_filter: TagFilter) -> Selection:
     root = Path(root)
     _check_root(root)
     sel = Selection()
+    relatives: list[str] = []
     for path, error in _walk(root):
         relative = path.relative_to(root).as_posix()
         ext = path.suffix.lower().lstrip(".")
@@ -326,9 +375,12 @@ def select_folder(root: Path, tag_filter: TagFilter) -> Selection:
             sel.reject(str(root), relative, "", *problem)
             continue
         sel.counts["found"] += 1
-        sel.rows.append({"id": folder_id(relative), "path": str(path), "rating": "",
-                         "tags": " ".join(sorted(tags))})
+        sel.rows.append({"path": str(path), "rating": "", "tags": " ".join(sorted(tags)), "key": path_key(relative)})
+        relatives.append(relative)
     _check_selected(sel, f"source.root {root}", f"source.root {root}")
+    names = folder_ids(relatives)  # an id depends on which other names clash with its path's
+    for row, relative in zip(sel.rows, relatives):
+        row["id"] = names[relative]
     return sel
 
 
@@ -443,7 +495,7 @@ def write_selection(sel: Selection, out_dir: Path, shards: int) -> dict:
     """Write {shard}.tsv for every shard (empty ones too), rejected.tsv and summary.json."""
     by_shard: dict[str, list[dict]] = {shard_of(i, shards): [] for i in range(shards)}
     for row in sorted(sel.rows, key=lambda r: r["id"]):
-        by_shard[shard_of(row["id"], shards)].append(row)
+        by_shard[shard_of(row["key"], shards)].append(row)
     for shard, rows in by_shard.items():
         write_tsv(Path(out_dir) / f"{shard}.tsv", rows, ID_COLUMNS)
     write_tsv(Path(out_dir) / "rejected.tsv", sel.rejected, REJECT_COLUMNS)

@@ -18,12 +18,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .ids import safe_id
 from .imaging import ImageRejected, load_srgb
 from .runlog import SetupError, progress
 from .tables import read_tsv, remove_stale, write_if_changed, write_tsv
@@ -99,8 +101,8 @@ def _load_waifu2x(noise: int, threads: int, gpu: str | int, model: str):
         gpuid, device = probe_gpu()
     elif gpu == "cpu":
         gpuid, device = -1, "cpu"
-    else:
-        gpuid, device = int(gpu), f"gpu {gpu}"
+    else:  # named from the listing, so the log says when a chosen index is a software rasteriser
+        gpuid, device = int(gpu), describe_gpu(int(gpu), _device_listing()[0])
     try:
         net = Waifu2x(gpuid=gpuid, noise=noise, scale=2, num_threads=threads, model=model)
     except Exception as exc:  # the wrapper raises bare Exception when the model fails to load
@@ -109,19 +111,36 @@ def _load_waifu2x(noise: int, threads: int, gpu: str | int, model: str):
     if score < SELF_TEST_MIN_DB:
         raise Waifu2xUnavailable(f"model {model} on {device} returns wrong pixels "
                                  f"({score:.1f} dB against bicubic on a test pattern, expected >= {SELF_TEST_MIN_DB})")
+    log.info("waifu2x %s (noise %d, %d threads) on %s passed its self-test (%.1f dB)", model, noise, threads, device,
+             score)
     return net, device
 
 
 def probe_gpu(timeout: float = 120.0) -> tuple[int, str]:
     """(Vulkan device index or -1 for the CPU, description), found in a child process so
     that a driver crash while enumerating devices cannot take this job down."""
+    listing, problem = _device_listing(timeout)
+    return (-1, f"cpu ({problem})") if problem else pick_gpu(listing)
+
+
+def _device_listing(timeout: float = 120.0) -> tuple[str, str]:
+    """(ncnn's device listing, "") from a child process, or ("", why the probe failed)."""
     try:
         done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return -1, f"cpu (GPU probe failed: {exc})"
+        return "", f"GPU probe failed: {exc}"
     if done.returncode != 0:
-        return -1, f"cpu (GPU probe exited with status {done.returncode})"
-    return pick_gpu(done.stdout + done.stderr)
+        return "", f"GPU probe exited with status {done.returncode}"
+    return done.stdout + done.stderr, ""
+
+
+def describe_gpu(index: int, ncnn_log: str) -> str:
+    """'gpu 0 (its name)' from ncnn's device listing, saying when it is software Vulkan."""
+    name = {int(i): n for i, n in _DEVICE_LINE.findall(ncnn_log)}.get(index)
+    if name is None:
+        return f"gpu {index}"
+    software = any(s in name.lower() for s in SOFTWARE_VULKAN)
+    return f"gpu {index} ({name}{', software Vulkan' if software else ''})"
 
 
 def pick_gpu(ncnn_log: str) -> tuple[int, str]:
@@ -209,10 +228,15 @@ def make_images(clean_tsv: str | os.PathLike, dedupe_tsv: str | os.PathLike, out
     rows: list[dict] = []
     rejected: list[dict] = []
     duplicates = 0
+    started = time.perf_counter()
     for item in progress(read_tsv(clean_tsv), desc=f"images {Path(clean_tsv).stem}", unit="img", leave=False):
         if item["verdict"] != "kept":
             continue
         crop = item["crop"]
+        if not safe_id(crop):  # it names the image file: never a path of its own
+            rejected.append({"image": crop, "id": item["id"], "path": item["path"], "reason": "bad_id",
+                             "detail": "not a safe file name; rebuild faces/ and clean/ with this version"})
+            continue
         dedupe_row = decision.get(crop)
         if dedupe_row is None:
             rejected.append({"image": crop, "id": item["id"], "path": item["path"], "reason": "not_deduplicated",
@@ -237,12 +261,20 @@ def make_images(clean_tsv: str | os.PathLike, dedupe_tsv: str | os.PathLike, out
     write_tsv(out_tsv, rows, IMAGE_COLUMNS)
     for row in rejected:
         log.warning("image %s not made: %s (%s)", row["image"], row["reason"], row["detail"])
+    seconds = time.perf_counter() - started
+    upscale = Counter(r["upscale"] for r in rows)
+    reasons = Counter(r["reason"] for r in rejected)
+    log.info("images %s: %d %dpx %s images in %.1f s (%.3f s/image) with %s: %d enlarged (%s), %d at native size; "
+             "%d duplicates skipped; not made: %s", Path(clean_tsv).stem, len(rows), resolution, fmt, seconds,
+             seconds / max(len(rows), 1), upscaler, len(rows) - upscale["none"],
+             ", ".join(f"{k} {n}" for k, n in sorted(upscale.items()) if k != "none") or "none", upscale["none"],
+             duplicates, ", ".join(f"{k} {n}" for k, n in sorted(reasons.items())) or "none")
     return {
         "images": len(rows),
         "duplicates": duplicates,
-        "upscale": dict(Counter(r["upscale"] for r in rows)),
+        "upscale": dict(upscale),
         "upscaler": str(upscaler),
-        "reasons": dict(Counter(r["reason"] for r in rejected)),
+        "reasons": dict(reasons),
         "rejected": rejected,
     }
 

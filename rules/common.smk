@@ -32,7 +32,14 @@ IS_DEMO = config["source"]["root"] == DEMO_ROOT
 DOWNLOADED_CASCADE = "resources/lbpcascade_animeface.xml"
 CASCADE = config["faces"]["cascade"] or DOWNLOADED_CASCADE
 
-CONTACT_STAGES = ["no-face", "faces", "rejected", "duplicates", "images"]
+CONTACT_STAGES = [
+    "no-face",
+    "faces",
+    "over-max-faces",
+    "rejected",
+    "duplicates",
+    "images",
+]
 FIGURE_NAMES = [
     "uncurated",
     "style_mixing",
@@ -85,7 +92,9 @@ def metadata_files():
     if config["source"]["kind"] != "danbooru":
         return []
     root = config["source"]["root"]
-    if not IS_DEMO and not _Path(root).is_dir():
+    if IS_DEMO:  # the demo rule makes exactly the configured names
+        return [f"{root}/{name}" for name in config["source"]["metadata"]]
+    if not _Path(root).is_dir():
         raise WorkflowError(
             f"config key source.root: {root} is not a directory; point it at your mirror"
         )
@@ -93,7 +102,7 @@ def metadata_files():
     for pattern in config["source"]["metadata"]:
         full = f"{root}/{pattern}"
         found = sorted(_glob.glob(full)) if _glob.has_magic(full) else [full]
-        if not IS_DEMO and not any(_Path(f).is_file() for f in found):
+        if not any(_Path(f).is_file() for f in found):
             raise WorkflowError(
                 f"config key source.metadata: {pattern!r} matches no file under {root}; "
                 "fix the pattern or source.root"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from PIL import Image, ImageCms
 
@@ -126,3 +128,26 @@ def test_source_encoding_is_carried_and_an_empty_shard_is_no_error(tmp_path):
     write_tsv(tmp_path / "empty.tsv", [], FACE_COLUMNS)
     assert clean.make_clean(tmp_path / "empty.tsv", tmp_path / "clean-empty.tsv", clean.CleanParams()) == {}
     assert read_tsv(tmp_path / "clean-empty.tsv") == []
+
+
+def test_source_hash_is_carried_for_dedupe_and_the_log_counts_verdicts(tmp_path, caplog, tadne_grid):
+    _colourful(128).save(tmp_path / "a.png")
+    _colourful(30).save(tmp_path / "small.png")
+    face = Image.open(tadne_grid).convert("RGB").crop((128, 96, 384, 352))
+    face.resize((512, 512), Image.LANCZOS).save(tmp_path / "big.png")  # enlarged 2x
+    base = {"source": "src/1.jpg", "box": "10,20,128,128", "status": "face", "source_size": "640x480",
+            "source_phash": "0123456789abcdef", "source_centre_phash": "fedcba9876543210",
+            "face_phash": "00ff00ff00ff00ff", "face_rgb": "10,20,30"}
+    rows = [dict(base, crop=f"{i}-0", id=i, path=str(tmp_path / name))
+            for i, name in enumerate(("a.png", "small.png", "big.png"))]
+    rows.append(dict(base, crop="3-9", id=3, path=str(tmp_path / "a.png"), status="over_max_faces"))
+    write_tsv(tmp_path / "0005.tsv", rows, FACE_COLUMNS)
+    with caplog.at_level(logging.INFO, logger="ganflow.clean"):
+        clean.make_clean(tmp_path / "0005.tsv", tmp_path / "clean.tsv", clean.CleanParams(min_side=64))
+    out = read_tsv(tmp_path / "clean.tsv")
+    assert [r["crop"] for r in out] == ["0-0", "1-0", "2-0"]  # a face beyond max_faces is not judged
+    assert all([r[k] for k in ("source_size", "source_phash", "source_centre_phash", "face_phash", "face_rgb", "box")]
+               == ["640x480", "0123456789abcdef", "fedcba9876543210", "00ff00ff00ff00ff", "10,20,30", "10,20,128,128"]
+               for r in out)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("clean 0005:")]
+    assert "3 crops judged in " in line and " s/crop): 2 kept (1 look upscaled); rejected: too_small 1" in line

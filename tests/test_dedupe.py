@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 
 import numpy as np
@@ -13,7 +14,8 @@ from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv, write_tsv
 
 CLEAN_COLUMNS = ["crop", "id", "source", "path", "box", "width", "height", "verdict", "detail", "sha256", "phash",
-                 "format", "lossless", "quality", "upscaled"]
+                 "format", "lossless", "quality", "upscaled", "source_size", "source_phash", "source_centre_phash",
+                 "face_phash", "face_rgb"]
 
 
 def _popcount(x: int) -> int:
@@ -287,3 +289,150 @@ def test_planted_pair_keeps_the_lossless_original_over_its_upscaled_jpeg(tmp_pat
     rows = {r["crop"]: r for r in read_tsv(tmp_path / "dedupe.tsv")}
     assert rows["2-0"]["keep"] == "1" and rows["2-0"]["why"] == "lossless over lossy"
     assert rows["1-0"]["keep"] == "0" and rows["1-0"]["cluster"] == "2-0"
+
+
+def _flip(h: int, bits: list[int]) -> int:
+    return h ^ sum(1 << b for b in bits)
+
+
+def test_faces_of_copies_of_one_source_merge_by_place_hash_and_colour():
+    """Sources with a whole or centre hash within 2 x threshold bits of the other's are copies
+    of one illustration; a face of one and a face of the other are one face when each is the
+    other's nearest (box centres relative to the image), their faces' hashes lie within 3 x
+    threshold bits and their mean colours within COLOUR_LEVELS. Crops of one source, of
+    sources only chained through a third one, of unrelated sources, of other places, other
+    colours or farther hashes never merge so."""
+    rng = random.Random(5)
+    face = [rng.getrandbits(64) for _ in range(8)]
+    ill, ill_centre, other, chain, twins = (rng.getrandbits(64) for _ in range(5))
+    assert min(_popcount(a ^ b) for a, b in itertools.combinations(face + [ill, ill_centre, other, chain, twins], 2)) > 20
+    sources = {  # whole-image hash, centre hash (random unless it matters)
+        "A": (ill, ill_centre),
+        "B": (_flip(ill, list(range(8))), rng.getrandbits(64)),  # A resized and re-encoded
+        "R": (_flip(ill_centre, [3, 9]), rng.getrandbits(64)),  # A cut to its centre: whole ~ A's centre
+        "K": (_flip(ill, list(range(40, 46))), rng.getrandbits(64)),
+        "C": (other, rng.getrandbits(64)),
+        "D": (_flip(other, list(range(20))), rng.getrandbits(64)),  # another picture
+        "G": (chain, rng.getrandbits(64)),
+        "H": (_flip(chain, list(range(8))), rng.getrandbits(64)),  # G ~ H ~ I, but G and I 16 bits apart
+        "I": (_flip(chain, list(range(16))), rng.getrandbits(64)),
+        "L": (twins, rng.getrandbits(64)),
+        "M": (_flip(twins, [1]), rng.getrandbits(64)),
+    }
+    left, right, low, corner = (0.1, 0.1, 0.4, 0.4), (0.6, 0.2, 0.9, 0.5), (0.3, 0.6, 0.6, 0.9), (0.0, 0.7, 0.2, 0.9)
+    grey, red = (120, 110, 100), (120 + dd.COLOUR_LEVELS + 1, 110, 100)
+    crops = {  # crop: (crop and face hash, relative box, face colour)
+        "A-0": (face[0], left, grey),
+        "A-1": (face[1], right, grey),
+        "A-2": (face[2], low, grey),
+        "A-3": (_flip(face[0], list(range(40, 48))), corner, grey),  # 8 bits from A-0: the same source
+        "B-0": (_flip(face[0], list(range(12))), (0.05, 0.08, 0.38, 0.41), grey),  # moved a little
+        "B-1": (_flip(face[1], list(range(6))), (0.52, 0.12, 0.85, 0.45), grey),
+        "B-2": (_flip(face[2], list(range(13))), (0.3, 0.55, 0.6, 0.85), grey),  # 13 bits: too far
+        "R-0": (_flip(face[0], list(range(50, 60))), (0.06, 0.06, 0.39, 0.39), grey),
+        "K-0": (_flip(face[0], list(range(20, 28))), left, red),  # another colour
+        "C-0": (face[4], left, grey),
+        "D-0": (_flip(face[4], list(range(8))), left, grey),
+        "G-0": (face[5], left, grey),
+        "H-0": (face[6], low, grey),
+        "I-0": (_flip(face[5], list(range(40, 48))), left, grey),
+        "L-0": (face[7], left, grey),  # two look-alike faces that swapped places in the copy:
+        "L-1": (_flip(face[7], list(range(40, 50))), right, grey),  # close hashes, other places
+        "M-0": (_flip(face[7], list(range(40, 50)) + list(range(20, 26))), left, grey),
+        "M-1": (_flip(face[7], list(range(8))), right, grey),
+    }
+    names = list(crops)
+
+    def run(threshold):
+        rows = dd.find_clusters(names, names, [f"{crops[c][0]:016x}" for c in names],
+                                [400 if c[0] in "AL" else 100 for c in names], threshold,
+                                sources=[c[0] for c in names],
+                                source_phash=[tuple(f"{h:016x}" for h in sources[c[0]]) for c in names],
+                                boxes=np.array([crops[c][1] for c in names], dtype=np.float64),
+                                face_phash=[f"{crops[c][0]:016x}" for c in names],
+                                face_rgb=np.array([crops[c][2] for c in names], dtype=np.float64))
+        return {r["crop"]: r for r in rows}
+
+    rows = run(4)
+    assert {c: r["cluster"] for c, r in rows.items() if r["cluster"] != c} == {"B-0": "A-0", "B-1": "A-1",
+                                                                               "R-0": "A-0"}
+    assert [(rows[c]["kind"], rows[c]["distance"]) for c in ("B-0", "B-1", "R-0")] == [
+        ("source", 12), ("source", 6), ("source", 10)]
+    assert all(r["keep"] == 1 for c, r in rows.items() if c not in ("B-0", "B-1", "R-0"))
+    assert all(r["keep"] == 1 for r in run(0).values())  # threshold 0: no near matching of any kind
+    without_sources = dd.find_clusters(names, names, [f"{crops[c][0]:016x}" for c in names], [1] * len(names), 4)
+    assert all(r["keep"] == 1 for r in without_sources)
+
+
+def test_copies_of_one_illustration_collapse_and_distinct_faces_never_merge(tmp_path, tadne_grid, cascade_path):
+    """Real art through faces, clean and dedupe. One illustration (two faces) as a PNG, a 0.5x
+    copy, a quality-60 re-encode and a 90% centre recrop: one crop per face survives, the
+    original's. The 36 tiles of the grid, 36 different faces, never merge."""
+    from PIL import Image
+
+    from ganflow import clean, faces
+    from ganflow.ids import ID_COLUMNS
+
+    grid = Image.open(tadne_grid).convert("RGB")
+    tiles = [grid.crop((k % 6 * 512, k // 6 * 512, k % 6 * 512 + 512, k // 6 * 512 + 512)) for k in range(36)]
+    ill = Image.new("RGB", (1400, 900), (235, 225, 215))
+    ill.paste(tiles[3], (100, 200))
+    ill.paste(tiles[10], (760, 150))
+    ill.save(tmp_path / "ill.png")
+    ill.resize((700, 450), Image.LANCZOS).save(tmp_path / "half.jpg", quality=90)
+    ill.save(tmp_path / "q60.jpg", quality=60)
+    ill.crop((70, 45, 1330, 855)).save(tmp_path / "recrop.jpg", quality=90)
+    for k, tile in enumerate(tiles):
+        tile.save(tmp_path / f"tile{k}.jpg", quality=95)
+    shards = {"0000": [f"tile{k}.jpg" for k in range(36)], "0001": ["ill.png", "half.jpg", "q60.jpg", "recrop.jpg"]}
+    for shard, files in shards.items():
+        write_tsv(tmp_path / f"ids/{shard}.tsv", [{"id": f.split(".")[0], "path": str(tmp_path / f)} for f in files],
+                  ID_COLUMNS)
+        faces.make_faces(tmp_path / f"ids/{shard}.tsv", tmp_path / f"faces/{shard}", tmp_path / f"faces/{shard}.tsv",
+                         faces.FaceParams(), cascade_path=cascade_path)
+        clean.make_clean(tmp_path / f"faces/{shard}.tsv", tmp_path / f"clean/{shard}.tsv", clean.CleanParams())
+
+    alone = dd.dedupe([tmp_path / "clean/0000.tsv"], tmp_path / "tiles.tsv", tmp_path / "tiles", threshold=4)
+    assert alone["crops"] >= 30 and alone["kept"] == alone["crops"]
+
+    summary = dd.dedupe([tmp_path / "clean/0000.tsv", tmp_path / "clean/0001.tsv"], tmp_path / "dedupe.tsv",
+                        tmp_path / "dedupe", threshold=4)
+    rows = {r["crop"]: r for r in read_tsv(tmp_path / "dedupe.tsv")}
+    kept = {r["crop"]: r for r in read_tsv(tmp_path / "clean/0001.tsv") if r["verdict"] == "kept"}
+
+    def side(crop: str) -> str:  # which of the two faces: left or right half of its source
+        x, _, w, _ = map(int, kept[crop]["box"].split(","))
+        return "left" if x + w / 2 < int(kept[crop]["source_size"].split("x")[0]) / 2 else "right"
+
+    assert len(kept) == 8  # both faces found in all four copies
+    assert {c for c in kept if rows[c]["keep"] == "1"} == {"ill-0", "ill-1"}
+    for crop in kept:
+        assert side(rows[crop]["cluster"]) == side(crop) and rows[crop]["cluster"].startswith("ill-")
+    assert rows["ill-0"]["why"] == rows["ill-1"]["why"] == "lossless over lossy"
+    assert summary["removed_source"] >= 1  # crop hashes alone would have kept a copy:
+    plain = dd.find_clusters(list(kept), [r["sha256"] for r in kept.values()], [r["phash"] for r in kept.values()],
+                             [1] * len(kept), 4)
+    assert sum(r["keep"] for r in plain) > 2
+    # no tile merges with another tile (3 and 10 are in the illustration: those may join it)
+    for r in read_tsv(tmp_path / "clean/0000.tsv"):
+        if r["verdict"] == "kept" and r["id"] not in ("tile3", "tile10"):
+            assert rows[r["crop"]]["keep"] == "1" and not [o for o in rows.values() if o["cluster"] == r["crop"]
+                                                           and o["crop"] != r["crop"]], r["crop"]
+
+
+def test_the_log_says_what_dedupe_dropped_and_why_the_kept_copies_won(tmp_path, caplog):
+    h = 0x5555_AAAA_5555_AAAA
+    rows = [_row("10-0", f"{h:016x}", "p", 200), _row("11-0", f"{h ^ 0b11:016x}", "q", 100),
+            _row("12-0", f"{h ^ 0b11:016x}", "p", 150), _row("21-0", f"{~h & (2**64 - 1):016x}", "r")]
+    for r in rows:
+        r.update(source_phash=f"{h:016x}", source_size="400x400", box="0,0,100,100")
+    rows[3].update(source_phash="")
+    _clean(tmp_path / "0000.tsv", rows)
+    with caplog.at_level(logging.INFO, logger="ganflow.dedupe"):
+        summary = dd.dedupe([tmp_path / "0000.tsv"], tmp_path / "d.tsv", tmp_path / "d", threshold=4)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dedupe:")]
+    assert line.startswith("dedupe: 4 kept crops of 4 sources in 1 shards: 2 kept, dropped 1 exact, 1 near and "
+                           "0 source duplicates")
+    assert "1 clusters with duplicates, the largest 3; the kept copy won by: larger 1; 1 sources without a " \
+           "source hash" in line
+    assert summary["removed_source"] == 0 and summary["sources_unhashed"] == 1

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import imagehash
 import numpy as np
 import pytest
 from PIL import Image
 
-from ganflow import faces
+from ganflow import clean, faces
 from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv, write_tsv
 from ganflow.ids import ID_COLUMNS
@@ -152,3 +154,169 @@ def test_an_empty_shard_is_no_error(cascade_path, tmp_path):
                               cascade_path=cascade_path)
     assert counts == {"images": 0, "with_face": 0, "crops": 0}
     assert read_tsv(tmp_path / "faces.tsv") == []
+
+
+@pytest.fixture(scope="module")
+def crowd(tadne_grid, tmp_path_factory):
+    """Six tiles of the grid (3 x 2) as one lossless picture: a crowd of faces."""
+    path = tmp_path_factory.mktemp("crowd") / "crowd.png"
+    Image.open(tadne_grid).convert("RGB").crop((0, 0, 1536, 1024)).save(path)
+    return path
+
+
+def _faces(tmp_path, cascade_path, paths, **params):
+    write_tsv(tmp_path / "ids.tsv", [{"id": name, "path": str(p)} for name, p in paths.items()], ID_COLUMNS)
+    faces.make_faces(tmp_path / "ids.tsv", tmp_path / "crops", tmp_path / "faces.tsv", faces.FaceParams(**params),
+                     cascade_path=cascade_path)
+    return read_tsv(tmp_path / "faces.tsv")
+
+
+def test_faces_beyond_max_faces_are_rows_with_their_crops(cascade_path, crowd, tmp_path):
+    """The faces max_faces leaves out are counted, not lost: a row each with box, score and
+    a crop to look at, ranked below every kept face, and never judged by clean."""
+    every = _faces(tmp_path / "all", cascade_path, {"crowd": crowd}, max_faces=100)
+    rows = _faces(tmp_path / "two", cascade_path, {"crowd": crowd}, max_faces=2)
+    assert len(every) >= 4 and all(r["status"] == "face" for r in every)
+    kept = [r for r in rows if r["status"] == "face"]
+    over = [r for r in rows if r["status"] == "over_max_faces"]
+    assert len(kept) == 2 and len(over) == len(every) - 2
+    assert min(float(r["score"]) for r in kept) >= max(float(r["score"]) for r in over)
+    # the same detections either way, the dropped ones numbered after the kept ones
+    assert [(r["crop"], r["box"], r["score"], r["sha256"]) for r in rows] == \
+        [(r["crop"], r["box"], r["score"], r["sha256"]) for r in every]
+    src = np.asarray(Image.open(crowd))
+    for k, r in enumerate(over, start=3):
+        x, y, w, h = map(int, r["box"].split(","))
+        assert np.array_equal(np.asarray(Image.open(r["path"])), src[y:y + h, x:x + w])
+        assert r["detail"] == f"face {k} of {len(every)} by score; faces.max_faces is 2"
+        assert r["face_box"] and r["source_size"] == "1536x1024"
+        centre = Image.open(crowd).crop((77, 51, 77 + 1382, 51 + 922))  # 90% of each side, centred
+        assert (r["source_phash"], r["source_centre_phash"]) == (str(imagehash.phash(Image.open(crowd))),
+                                                                 str(imagehash.phash(centre)))
+        fx, fy, fw, fh = map(int, r["face_box"].split(","))
+        g = round(fw * 0.1)  # the face, whatever the framing: its box grown by a tenth
+        face = src[max(fy - g, 0):fy + fh + g, max(fx - g, 0):fx + fw + g]
+        assert r["face_phash"] == str(imagehash.phash(Image.fromarray(face)))
+        assert r["face_rgb"] == ",".join(str(round(v)) for v in face.reshape(-1, 3).mean(axis=0))
+    clean.make_clean(tmp_path / "two/faces.tsv", tmp_path / "clean.tsv", clean.CleanParams())
+    assert sorted(r["crop"] for r in read_tsv(tmp_path / "clean.tsv")) == ["crowd-0", "crowd-1"]
+
+
+def test_solo_drops_images_with_several_faces(cascade_path, crowd, tiles, tmp_path):
+    rows = _faces(tmp_path, cascade_path, {"crowd": crowd, "one": tiles[1]}, solo=True)
+    by_id = {}
+    for r in rows:
+        by_id.setdefault(r["id"], []).append(r)
+    (crowd_row,) = by_id["crowd"]
+    assert crowd_row["status"] == "not_solo" and crowd_row["crop"] == "" and crowd_row["path"] == ""
+    n = len(_faces(tmp_path / "all", cascade_path, {"crowd": crowd}, max_faces=100))
+    assert crowd_row["detail"] == f"{n} faces found; faces.solo keeps images with one"
+    assert [r["status"] for r in by_id["one"]] == ["face"]
+    assert sorted(p.name for p in (tmp_path / "crops").iterdir()) == ["one-0.png"]
+
+
+def _reference_crop_box(box, margin, square, width, height):
+    """crop_box as it was before framings existed, verbatim: the face framing must not move a pixel."""
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    bw, bh = w * (1 + 2 * margin), h * (1 + 2 * margin)
+    if square:
+        bw = bh = max(bw, bh)
+    bw, bh = min(bw, width), min(bh, height)
+    if square:
+        bw = bh = min(bw, bh)
+    x0 = int(round(min(max(cx - bw / 2, 0), width - bw)))
+    y0 = int(round(min(max(cy - bh / 2, 0), height - bh)))
+    return x0, y0, int(round(bw)), int(round(bh))
+
+
+def test_face_framing_is_exactly_the_old_crop_box():
+    rng = np.random.default_rng(0)
+    for _ in range(20000):
+        width, height = (int(v) for v in rng.integers(20, 3000, 2))
+        w = int(rng.integers(1, width + 1))
+        h = int(rng.integers(1, height + 1))
+        box = (int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1)), w, h)
+        margin = float(rng.choice([0.0, 0.1, 0.25, 0.3, 0.5, 1.0, rng.uniform(0, 2)]))
+        square = bool(rng.integers(2))
+        assert faces.crop_box(box, margin, square, width, height, "face") == \
+            _reference_crop_box(box, margin, square, width, height), (box, margin, square, width, height)
+
+
+@pytest.fixture(scope="module")
+def canvases(tadne_grid, tmp_path_factory):
+    """Tiles with one face each, pasted onto 1024px canvases: room around every head."""
+    out = tmp_path_factory.mktemp("canvases")
+    grid = Image.open(tadne_grid).convert("RGB")
+    paths = {}
+    for k in (2, 9, 12, 14, 20, 26, 31, 35):
+        r, c = divmod(k, 6)
+        canvas = Image.new("RGB", (1024, 1024), (240, 236, 232))
+        canvas.paste(grid.crop((c * 512, r * 512, c * 512 + 512, r * 512 + 512)), (256, 256))
+        paths[f"tile{k}"] = out / f"tile{k}.png"
+        canvas.save(paths[f"tile{k}"])
+    return paths
+
+
+def test_portrait_framing_has_room_above_the_head_and_below_the_chin(cascade_path, canvases, tmp_path):
+    face = {r["crop"]: r for r in _faces(tmp_path / "face", cascade_path, canvases) if r["status"] == "face"}
+    portrait = {r["crop"]: r for r in _faces(tmp_path / "portrait", cascade_path, canvases, framing="portrait")
+                if r["status"] == "face"}
+    assert len(portrait) >= 6 and portrait.keys() == face.keys()
+    for crop, r in portrait.items():
+        bx, by, bw, bh = map(int, r["box"].split(","))
+        fx, fy, fw, fh = map(int, r["face_box"].split(","))
+        assert r["face_box"] == face[crop]["face_box"]  # one detection, two framings
+        assert bw == bh and bx <= fx and by <= fy and fx + fw <= bx + bw and fy + fh <= by + bh
+        above, below = fy - by, by + bh - (fy + fh)
+        assert above > below > 0.3 * fh, (crop, above, below)
+        _, face_y, face_side, _ = map(int, face[crop]["box"].split(","))
+        assert fy - face_y < above and face_side < bw  # more room than the face framing gives
+        src = np.asarray(Image.open(r["source"]).convert("RGB"))[by:by + bh, bx:bx + bw]
+        assert np.array_equal(np.asarray(Image.open(r["path"])), src)
+
+
+def test_framing_sheet_in_docs_is_current(tmp_path):
+    """docs/framing.png is what docs/framing_sheet.py makes from this code: two rows (face,
+    portrait) of the same faces. Changing a framing without rerunning the script fails here."""
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(repo / "docs/framing_sheet.py"), str(tmp_path / "sheet.png")], check=True,
+                   capture_output=True)
+    made = Image.open(tmp_path / "sheet.png")
+    shown = Image.open(repo / "docs/framing.png")
+    assert np.array_equal(np.asarray(made.convert("RGB")), np.asarray(shown.convert("RGB"))), \
+        "docs/framing.png is stale: run .venv/bin/python docs/framing_sheet.py"
+    assert made.width % 112 == 0 and made.width // 112 >= 6 and made.height == 16 + 2 * (112 + 12)
+    assert (repo / "docs/framing.png").stat().st_size < 200_000
+
+
+def test_ids_that_are_not_file_names_never_become_paths(cascade_path, tiles, tmp_path):
+    paths = {"../escape": tiles[1], "a/b": tiles[1], ".hidden": tiles[1], "x" * 81: tiles[1], "My_Photo.v2": tiles[1]}
+    rows = _faces(tmp_path, cascade_path, paths)
+    status = {r["id"]: r["status"] for r in rows}
+    assert [k for k, v in status.items() if v == "bad_id"] == ["../escape", "a/b", ".hidden", "x" * 81]
+    assert status["My_Photo.v2"] == "face"
+    assert sorted(p.name for p in tmp_path.rglob("*.png")) == ["My_Photo.v2-0.png"]
+
+
+def test_the_log_says_what_the_shard_did(cascade_path, crowd, tiles, tmp_path):
+    """The rule's log holds a line a person can act on: counts, reasons and time per image."""
+    from ganflow.runlog import logged
+
+    junk = tmp_path / "junk.jpg"
+    junk.write_text("not an image")
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (300, 300), (200, 180, 170)).save(flat)
+    write_tsv(tmp_path / "0007.tsv", [{"id": "crowd", "path": str(crowd)}, {"id": "junk", "path": str(junk)},
+                                      {"id": "flat", "path": str(flat)}, {"id": "one", "path": str(tiles[1])}],
+              ID_COLUMNS)
+    with logged(tmp_path / "faces.log"):
+        faces.make_faces(tmp_path / "0007.tsv", tmp_path / "crops", tmp_path / "faces.tsv",
+                         faces.FaceParams(max_faces=2), cascade_path=cascade_path)
+    text = (tmp_path / "faces.log").read_text()
+    over = sum(r["status"] == "over_max_faces" for r in read_tsv(tmp_path / "faces.tsv"))
+    assert over >= 2
+    line = next(line for line in text.splitlines() if "faces 0007:" in line)
+    assert "4 images read in " in line and " s/image), framing face: " in line
+    assert f"{over + 3} faces found, 2 images with a kept face, 3 crops" in line
+    assert f"not kept: no_face 1, over_max_faces {over}, undecodable 1" in line

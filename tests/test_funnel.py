@@ -99,3 +99,32 @@ def test_sources_without_a_face_get_their_own_sheet(tmp_path):
     assert no_face.shape[1] == 2 * THUMB and found.shape[1] == THUMB  # two sources, one face
     colour = np.asarray(Image.open(items[2][0]))[20, 20]  # the second no-face source, second tile
     assert np.abs(no_face[16 + THUMB // 2, THUMB + THUMB // 2].astype(int) - colour).max() < 8
+
+
+def test_faces_beyond_max_faces_and_crowded_images_are_counted_and_shown(tmp_path):
+    """A face beyond faces.max_faces is a loss of the crops step, with a sheet of its own; an
+    image that faces.solo drops is a loss of the with_face step."""
+    items = _tiles(tmp_path, 5)
+    faces = tmp_path / "faces.tsv"
+    write_tsv(faces, [{"crop": "7-0", "id": "7", "source": "s7", "path": items[0][0], "status": "face"},
+                      {"crop": "7-1", "id": "7", "source": "s7", "path": items[1][0], "status": "face"},
+                      {"crop": "7-2", "id": "7", "source": "s7", "path": items[2][0], "status": "over_max_faces"},
+                      {"crop": "7-3", "id": "7", "source": "s7", "path": items[3][0], "status": "over_max_faces"},
+                      {"crop": "", "id": "8", "source": items[4][0], "path": "", "status": "not_solo"},
+                      {"crop": "", "id": "9", "source": items[4][0], "path": "", "status": "no_face"}],
+              ["crop", "id", "source", "path", "status"])
+    empty = tmp_path / "empty.tsv"
+    write_tsv(empty, [], ["crop", "verdict", "keep", "cluster", "kind", "reason"])
+    (tmp_path / "summary.json").write_text(json.dumps({"posts": 3, "selected": 3, "found": 3}))
+    sheet = tmp_path / "over-max-faces.png"
+    table = funnel.make_funnel(tmp_path / "summary.json", [faces], [empty], empty, [], [empty],
+                               tmp_path / "funnel.tsv", {"over-max-faces": sheet}, thumb=THUMB)
+    steps = {(r["stage"], r["dropped_reason"]): r["count"] if r["count"] != "" else r["dropped"] for r in table}
+    assert steps[("with_face", "")] == 1 and steps[("crops", "")] == 2
+    assert steps[("with_face", "not_solo")] == 1 and steps[("with_face", "no_face")] == 1
+    assert steps[("crops", "over_max_faces")] == 2 and ("with_face", "over_max_faces") not in steps
+    pixels = np.asarray(Image.open(sheet))
+    assert pixels.shape[1] == 2 * THUMB  # the two dropped faces
+    for slot, source in ((0, 2), (1, 3)):
+        colour = np.asarray(Image.open(items[source][0]))[20, 20]
+        assert np.abs(pixels[16 + THUMB // 2, slot * THUMB + THUMB // 2].astype(int) - colour).max() < 8

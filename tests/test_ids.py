@@ -4,11 +4,13 @@ and the setup errors of a selection that ends up empty."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import lzma
 import os
 import signal
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -109,14 +111,14 @@ def test_folder_source_stable_ids_and_sidecar_tags(tmp_path):
     sel = ids.select_folder(tmp_path, ids.TagFilter.from_config({"any_of": ["smile", "1boy"]}))
     assert [r["path"] for r in sel.rows] == [str(tmp_path / "a" / "y.jpg")]
     assert sel.rows[0]["tags"] == "1girl red_hair smile"
-    assert sel.rows[0]["id"] == ids.folder_id("a/y.jpg") > 0
+    assert sel.rows[0]["id"] == "a_y"  # the relative path, readable
     assert [r["reason"] for r in sel.rejected] == ["not_an_image_ext"]
     assert sel.counts["filtered:tags_any_of"] == 2
     # ids depend on the relative path only, not on where the folder lives
     moved = tmp_path.parent / (tmp_path.name + "-moved")
     tmp_path.rename(moved)
     again = ids.select_folder(moved, ids.TagFilter())
-    assert ids.folder_id("a/y.jpg") in {r["id"] for r in again.rows}
+    assert "a_y" in {r["id"] for r in again.rows}
 
 
 def test_unknown_rating_passes_only_a_filter_that_allows_every_rating(tmp_path):
@@ -275,3 +277,75 @@ def test_an_empty_selection_is_a_setup_error_naming_the_key(tmp_path):
         ids.select_danbooru(tmp_path, [tmp_path / "blank.json"], ids.TagFilter())
     with pytest.raises(SetupError, match=r"source\.root .* has no original/ folder"):
         ids.select_danbooru(tmp_path / "empty", [tmp_path / "m.json"], ids.TagFilter())
+
+
+def test_folder_ids_are_readable_file_names_and_unique():
+    """An id is the relative path as a readable, file-name-safe slug; the hash of the path
+    appears only where the slug alone would clash, overflow or say nothing."""
+    long_name = "very long title " * 12 + "final.png"
+    relatives = ["x.png", "a/y.jpg", "My Photo (1).png", "café/Ünïcode ★ 猫.png", "猫.png", "v1.2..final.png",
+                 "a/b.png", "a_b.png", "A_B.png", "sub/x.jpg", "sub/x.png", long_name, "a/" + long_name]
+    got = ids.folder_ids(relatives)
+    digest = {r: hashlib.sha256(r.encode()).hexdigest()[:8] for r in relatives}
+    assert got["x.png"] == "x" and got["a/y.jpg"] == "a_y" and got["My Photo (1).png"] == "My_Photo_1"
+    assert got["café/Ünïcode ★ 猫.png"] == "cafe_Unicode" and got["v1.2..final.png"] == "v1.2.final"
+    assert got["猫.png"] == digest["猫.png"]  # nothing readable is left: the hash alone
+    # a/b, a_b and A_B slug alike (case-insensitive disks too), as do sub/x.jpg and sub/x.png
+    for r in ("a/b.png", "a_b.png", "A_B.png"):
+        assert got[r] == f"{r[0]}_{r[2]}_{digest[r]}"
+    assert got["sub/x.jpg"] == f"sub_x_{digest['sub/x.jpg']}" and got["sub/x.png"] == f"sub_x_{digest['sub/x.png']}"
+    for r in (long_name, "a/" + long_name):  # cut to the end (the file name), then the hash
+        assert len(got[r]) == ids.ID_MAX_LENGTH and got[r].endswith(f"title_final_{digest[r]}")
+    assert len({i.lower() for i in got.values()}) == len(relatives)
+    assert all(ids.safe_id(i) for i in got.values())
+    assert ids.folder_ids(reversed(relatives)) == got  # whatever the walk order
+
+
+def test_a_suffixed_id_that_clashes_again_gets_a_longer_hash(monkeypatch):
+    """'a b.png' slugs to 'a_b', which clashes with 'a_b.png'; a file literally named like the
+    suffixed id then clashes with that, and the clash resolves with a longer hash."""
+    first = ids.folder_ids(["a b.png", "a_b.png"])["a b.png"]
+    got = ids.folder_ids(["a b.png", "a_b.png", first + ".png"])
+    digest = hashlib.sha256(b"a b.png").hexdigest()
+    assert got["a b.png"] == f"a_b_{digest[:16]}" and got[first + ".png"].startswith(first + "_")
+    assert len({i.lower() for i in got.values()}) == 3
+
+
+def test_safe_id_refuses_anything_that_is_not_a_plain_file_name():
+    for bad in ("", "../x", "a/b", "a\\b", ".hidden", "-x", "a..b", "x" * 81, "a b", "é", "a\x00b"):
+        assert not ids.safe_id(bad), bad
+    for good in ("1234567", "a_y", "My_Photo_1.v2", "_x", "x" * 80, "3fa9c2d1"):
+        assert ids.safe_id(good), good
+
+
+def test_folder_shards_follow_a_path_hash_stable_and_balanced(tmp_path):
+    """A folder file's shard is a hash of its relative path modulo the shards (as folder ids
+    sharded before ids were readable): balanced, and unmoved when a clashing file arrives."""
+    root = tmp_path / "art"
+    (root / "sub").mkdir(parents=True)
+    names = [f"sub/pic {i}.png" for i in range(400)]
+    for name in names:
+        (root / name).write_bytes(b"x")
+    sel = ids.select_folder(root, ids.TagFilter())
+    ids.write_selection(sel, tmp_path / "ids", shards=4)
+
+    def shards() -> dict[str, tuple[str, str]]:
+        out = {}
+        for f in sorted((tmp_path / "ids").glob("0*.tsv")):
+            for row in read_tsv(f):
+                out[Path(row["path"]).relative_to(root).as_posix()] = (f.stem, row["id"])
+        return out
+
+    before = shards()
+    assert before["sub/pic 7.png"][1] == "sub_pic_7"
+    for name, (shard, _) in before.items():
+        assert int(shard) == int(hashlib.sha256(name.encode()).hexdigest()[:15], 16) % 4
+    sizes = Counter(shard for shard, _ in before.values())
+    assert sorted(sizes) == ["0000", "0001", "0002", "0003"] and 70 < min(sizes.values()) <= max(sizes.values()) < 130
+    (root / "sub_pic_7.png").write_bytes(b"x")  # slugs like sub/pic 7.png
+    ids.write_selection(ids.select_folder(root, ids.TagFilter()), tmp_path / "ids", shards=4)
+    after = shards()
+    suffix = hashlib.sha256(b"sub/pic 7.png").hexdigest()[:8]
+    assert after["sub/pic 7.png"] == (before["sub/pic 7.png"][0], f"sub_pic_7_{suffix}")
+    assert {k: v for k, v in after.items() if k not in ("sub/pic 7.png", "sub_pic_7.png")} == \
+        {k: v for k, v in before.items() if k != "sub/pic 7.png"}

@@ -199,3 +199,35 @@ def test_sideways_crop_becomes_an_upright_image_and_an_empty_shard_is_no_error(t
     write_tsv(tmp_path / "dedupe.tsv", [], DEDUPE_COLUMNS)
     summary, rows = _run(tmp_path, grid, im.Upscaler("lanczos"))
     assert summary["images"] == 0 and rows == [] and not list((tmp_path / "images/0000").iterdir())
+
+
+def test_the_log_names_the_upscaler_its_device_and_the_time_per_image(tmp_path, grid, caplog):
+    with caplog.at_level(logging.INFO, logger="ganflow.images"):
+        up = im.Upscaler("waifu2x", gpu="cpu", threads=2)
+        _run(tmp_path, grid, up)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("waifu2x models-upconv_7_anime_style_art_rgb (noise 1, 2 threads) on cpu passed its "
+                            "self-test (") for m in messages)
+    (line,) = [m for m in messages if m.startswith("images clean:")]  # named after its clean manifest
+    assert f"4 {N}px jpg images in " in line and " s/image) with waifu2x on cpu: 2 enlarged (waifu2x 2), 2 at " \
+        "native size; 1 duplicates skipped; not made: undecodable 1" in line
+
+
+def test_a_gpu_chosen_by_index_is_named_and_software_vulkan_said():
+    line = "[{i} {name}]  queueC=0[1]  queueG=0[1]  queueT=0[1]\n"
+    listing = line.format(i=0, name="llvmpipe (LLVM 15.0.6, 256 bits)") + line.format(i=1, name="NVIDIA H200")
+    assert im.describe_gpu(0, listing) == "gpu 0 (llvmpipe (LLVM 15.0.6, 256 bits), software Vulkan)"
+    assert im.describe_gpu(1, listing) == "gpu 1 (NVIDIA H200)"
+    assert im.describe_gpu(2, listing) == "gpu 2"
+
+
+def test_a_crop_name_that_is_not_a_file_name_is_refused(tmp_path, grid):
+    clean, dedupe = _shard(tmp_path, grid)
+    rows = read_tsv(clean)
+    rows[0]["crop"] = "../escaped"
+    write_tsv(clean, rows, CLEAN_COLUMNS)
+    write_tsv(dedupe, [dict(r, crop="../escaped", cluster="../escaped") if r["crop"] == "1-0" else r
+                       for r in read_tsv(dedupe)], DEDUPE_COLUMNS)
+    summary, out = _run(tmp_path, grid, im.Upscaler("lanczos"))
+    assert summary["reasons"]["bad_id"] == 1 and "../escaped" not in [r["image"] for r in out]
+    assert not (tmp_path / "images" / "escaped.jpg").exists()

@@ -22,7 +22,7 @@ from workflow import REPO, snakemake
 
 pytestmark = pytest.mark.slow  # a headless Chromium on the whole tiny chain
 
-CONTACT = ["duplicates", "faces", "images", "no-face", "rejected"]
+CONTACT = ["duplicates", "faces", "images", "no-face", "over-max-faces", "rejected"]
 FIGURES = ["noise_components", "noise_detail", "style_mixing", "truncation", "uncurated"]
 VIDEOS = ["interpolation-grid", "style-mixing-coarse", "style-mixing-fine", "training-progress"]
 EXPECTED = {  # category -> subcategory -> files under results/demo ("Other": no subcategory)
@@ -272,8 +272,8 @@ def test_overview_shows_everything_at_a_glance(page, report, shots):
     assert probe["headings"] == ["Data funnel", "Contact sheets", "Training curves", "Ranking", "Samples",
                                  "Figures", "Videos"]
     assert probe["stages"] == [r["stage"] for r in read_tsv(res / "report/funnel.tsv") if not r["dropped_reason"]]
-    # 5 contact sheets, 2 rounds x 2 curves, 1 histogram + 2 keep sheets, the grid, 5 figures
-    assert len(probe["images"]) == 5 + 4 + 3 + 1 + 5 and all(i["ok"] for i in probe["images"])
+    # 6 contact sheets, 2 rounds x 2 curves, 1 histogram + 2 keep sheets, the grid, 5 figures
+    assert len(probe["images"]) == 6 + 4 + 3 + 1 + 5 and all(i["ok"] for i in probe["images"])
     for image in probe["images"]:  # small images enlarged by a whole factor, to over half of 480 px
         factor = image["shown"] / image["natural"]
         assert factor == round(factor) and image["shown"] > 240, image

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-MIN_CELL = 96  # px: cells smaller than this are enlarged (nearest neighbour) to at least this
+MIN_CELL = 80  # px: cells smaller than this are enlarged (nearest neighbour) to at least this
 INK, PAPER = (20, 20, 20), (255, 255, 255)
 
 
@@ -42,7 +42,7 @@ def layout(cell_h: int, cell_w: int, *, columns: bool, rows: bool, min_cell: int
            row_labels: Sequence[str] = ()) -> Layout:
     """The enlargement and label margins for cells of cell_h x cell_w px."""
     scale = max(1, math.ceil(min_cell / min(cell_h, cell_w)))
-    size = max(11, min(cell_h, cell_w) * scale // 7)
+    size = max(12, min(cell_h, cell_w) * scale // 6)
     top = round(size * 1.8) if columns else 0
     widest = max((font(size).getlength(t) for t in row_labels), default=0.0)
     left = math.ceil(widest + size) if rows else 0

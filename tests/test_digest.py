@@ -88,6 +88,7 @@ def test_editing_a_module_reruns_exactly_the_rules_that_import_it(run, tmp_path)
     editing one library module reruns exactly the rules whose adapters import it."""
     wd, _ = run
     copy = tmp_path / "workflow"
+    copy.mkdir()
     for part in ("Snakefile", "rules", "workflow_scripts", "ganflow", "config", "profiles", "envs", "report"):
         src = REPO / part
         (shutil.copytree if src.is_dir() else shutil.copy)(src, copy / part, **(

@@ -78,7 +78,7 @@ def test_cells_are_enlarged_and_labelled_in_the_margins(G, labelled):
               "noise_detail": (3, 2), "noise_components": (4, len(SEEDS)), "truncation": (len(PSIS), len(SEEDS))}
     for name, canvas in labelled.items():
         _, scale, top, left = _split(canvas, name, r)
-        assert r * scale >= annotate.MIN_CELL  # a 16px model's cells are shown at 96px or more
+        assert r * scale >= annotate.MIN_CELL  # a 16px model's cells are shown at 80px or more
         cols, rows = labels[name]
         assert (top > 0) == (cols > 0) and (left > 0) == (rows > 0), name
         cell = r * scale

@@ -66,7 +66,7 @@ def test_samples_figures_and_videos(run):
     snakemake(wd, "--forcerun", "samples", "--until", "samples")
     assert (res / "samples/seeds/seed000003.png").read_bytes() == before  # same seed, same image
     width, height = Image.open(res / "figures/truncation.png").size  # 8 psis x 4 seeds, enlarged + labels
-    assert 8 * 96 < width < 8 * 96 + 200 and 4 * 96 < height < 4 * 96 + 100
+    assert 8 * 80 < width < 8 * 80 + 200 and 4 * 80 < height < 4 * 80 + 100
     for name in ("uncurated", "style_mixing", "noise_detail", "noise_components"):
         assert Image.open(res / f"figures/{name}.png").size[0] >= 16
     count, (w, h), yuv420p = _frames(res / "videos/interpolation-grid.mp4")

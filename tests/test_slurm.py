@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from ganflow.config import validate
 from slurm_cluster import Cluster, ClusterError, install
 from workflow import REPO, jobs_planned, snakemake, tiny_config
 
@@ -85,7 +86,8 @@ def test_every_job_went_through_sbatch(slurm_run):
 
 
 def test_jobs_got_the_profiles_resources(slurm_run):
-    profile, images_threads = slurm_run.profile, slurm_run.config["images"]["threads"]
+    config = validate(slurm_run.config, REPO / "config" / "schema.yaml")  # with the schema's defaults
+    profile, images_threads = slurm_run.profile, config["images"]["threads"]
     assert profile["set-resources"].keys() <= slurm_run.planned.keys()  # no stale names
     for job in slurm_run.jobs:
         rule = job["rule"]

@@ -44,6 +44,8 @@ include: "rules/keep.smk"
 include: "rules/samples.smk"
 include: "rules/figures.smk"
 include: "rules/videos.smk"
+include: "rules/project.smk"
+include: "rules/edit.smk"
 include: "rules/report.smk"
 
 

@@ -10,6 +10,7 @@
 # slice changed rerun. Code reruns by content too: each rule's `code` param digests its
 # adapter script and every library module that script imports (ganflow/digest.py).
 import glob as _glob
+import re as _re
 from pathlib import Path as _Path
 
 from ganflow import ids as _ids
@@ -60,6 +61,109 @@ if GENERATOR:
 # A finished run's exported networks, as later stages declare them: export.json carries the
 # sha256 of every exported file, so these stages rerun by content (never by mtime).
 FINAL_EXPORT = f"{FINAL}/export.json"
+
+# Projection and edits (rules/project.smk, rules/edit.smk).
+DOWNLOADED_VGG16 = "resources/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+VGG16 = config["project"]["vgg16"] or DOWNLOADED_VGG16
+# auto: VGG16 when its weights are at hand (a local copy, or one downloaded before), else
+# the run's own discriminator, which needs no download.
+PROJECT_DISTANCE = (
+    config["project"]["distance"]
+    if config["project"]["distance"] != "auto"
+    else ("vgg16" if _Path(VGG16).is_file() else "discriminator")
+)
+# The keys of `project` that change a projection's result (the others choose the images,
+# the start, the distance and the video, and travel as their own params or inputs).
+PROJECT_SETTINGS = [
+    "mode",
+    "steps",
+    "lr",
+    "lr_rampup",
+    "lr_rampdown",
+    "noise_factor",
+    "noise_ramp",
+    "noise_weight",
+    "w_samples",
+    "seed",
+]
+EDIT_METHODS = ["sefa", "ganspace", "tags"]
+EDIT_TAGS = config["edit"]["tags"] + [
+    f"{t}-cond" for t in config["edit"]["conditional"]
+]
+
+
+def project_files():
+    """name -> file of every image directly in project.folder (the name is the file name
+    without its extension); two files of one name stop the run here."""
+    folder = config["project"]["folder"]
+    if not folder:
+        return {}
+    if not _Path(folder).is_dir():
+        raise WorkflowError(
+            f"config key project.folder: {folder} is not a directory; point it at your images"
+        )
+    files = {}
+    for path in sorted(_Path(folder).iterdir()):
+        ext = path.suffix.lower().lstrip(".")
+        if (
+            path.name.startswith(".")
+            or not path.is_file()
+            or ext not in _ids.IMAGE_EXTS
+        ):
+            continue
+        if path.stem in files:
+            raise WorkflowError(
+                f"config key project.folder: {_Path(files[path.stem]).name} and {path.name} "
+                f"would both be projection {path.stem}; rename one"
+            )
+        files[path.stem] = str(path)
+    return files
+
+
+PROJECT_FILES = project_files()
+
+
+def project_target(wildcards):
+    """A projection's image: its file in project.folder, else final image dataset-<k>."""
+    return PROJECT_FILES.get(wildcards.name, f"{R}/project/{wildcards.name}/target.png")
+
+
+def edit_directions(wildcards):
+    """The directions file a direction's name comes from (sefa-0, ganspace-1, tag-smile)."""
+    kind = wildcards.direction.split("-")[0]
+    return f"{R}/edits/{'tags' if kind == 'tag' else kind}.npz"
+
+
+def edit_projection(wildcards):
+    """A projection's w.npz, unless the edit's source is a seed (seed<N>)."""
+    if _re.fullmatch(r"seed\d+", wildcards.source):
+        return []
+    return f"{R}/project/{wildcards.source}/w.npz"
+
+
+def project_targets():
+    """Every configured projection: each image of project.folder and, unless a `generator:`
+    stands in for training (no final images then), dataset-<k>."""
+    count = 0 if GENERATOR else config["project"]["dataset_images"]
+    return expand(
+        f"{R}/project/{{name}}/{{file}}",
+        name=[f"dataset-{k}" for k in range(count)] + sorted(PROJECT_FILES),
+        file=["w.npz", "sheet.png", "optimisation.mp4"],
+    )
+
+
+def edit_targets():
+    """Each method's figure and video; with tags (not for a `generator:` alone, which has
+    no tagged images), the tagger's and the directions' tables and a figure per configured
+    tag; and the configured single edits."""
+    methods = [m for m in config["edit"]["methods"] if not (GENERATOR and m == "tags")]
+    out = expand(f"{R}/edits/{{method}}.{{ext}}", method=methods, ext=["png", "mp4"])
+    if "tags" in methods:
+        out += [f"{R}/edits/tagger.tsv", f"{R}/edits/tags.tsv"]
+        out += expand(f"{R}/edits/tags/{{tag}}.png", tag=EDIT_TAGS)
+    return out + [f"{R}/edits/apply/{edit}.png" for edit in config["edit"]["apply"]]
+
+
 TRAIN_INIT = config["train"].get("init_from")
 
 REPORT_PAGES = (

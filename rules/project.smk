@@ -60,7 +60,7 @@ rule project_target:
     conda:
         CONDA_ENV
     params:
-        count=config["project"]["dataset_images"],
+        images=config["project"]["dataset_images"],
         code=code_digest("project_target"),
     script:
         adapter("project_target")

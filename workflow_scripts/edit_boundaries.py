@@ -1,0 +1,14 @@
+"""Adapter for rule edit_boundaries: a direction per tag (InterFaceGAN) from tagger-labelled samples."""
+from pathlib import Path
+
+from ganflow import edit, tagger, weights
+from ganflow.runlog import limit_threads, logged
+
+with logged(snakemake.log[0]):
+    limit_threads(snakemake.threads)
+    p, b = snakemake.params, dict(snakemake.params.boundary)
+    G, _, _ = weights.load_export(Path(snakemake.input.export).parent)
+    edit.make_tag_directions(G, tagger.load(snakemake.input.tagger), snakemake.output.npz, snakemake.output.tsv,
+                             samples=b["samples"], seed=b["seed"], quantile=b["quantile"],
+                             conditions=p.conditional, seeds=b["check_seeds"],
+                             strength=p.strength, psi=p.psi)

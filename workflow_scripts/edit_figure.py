@@ -1,0 +1,11 @@
+"""Adapter for rule edit_figure: one method's directions (rows) at each strength (columns)."""
+from pathlib import Path
+
+from ganflow import edit, weights
+from ganflow.runlog import limit_threads, logged
+
+with logged(snakemake.log[0]):
+    limit_threads(snakemake.threads)
+    G, _, _ = weights.load_export(Path(snakemake.input.export).parent)
+    edit.direction_figure(G, edit.load_directions(snakemake.input.directions), snakemake.output[0],
+                          seed=snakemake.params.seed, strengths=snakemake.params.strengths, psi=snakemake.params.psi)

@@ -1,0 +1,13 @@
+"""Adapter for rule edit_tag_figure: one tag direction on several seeds, with the tagger's scores."""
+from pathlib import Path
+
+from ganflow import edit, tagger, weights
+from ganflow.runlog import limit_threads, logged
+
+with logged(snakemake.log[0]):
+    limit_threads(snakemake.threads)
+    G, _, _ = weights.load_export(Path(snakemake.input.export).parent)
+    edit.tag_figure(G, tagger.load(snakemake.input.tagger), edit.load_directions(snakemake.input.directions),
+                    f"tag-{snakemake.wildcards.tag}", snakemake.output.png, snakemake.output.tsv,
+                    seeds=snakemake.params.seeds, strengths=snakemake.params.strengths,
+                    psi=snakemake.params.psi)

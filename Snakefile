@@ -59,6 +59,12 @@ rule all:
         get_final_output(),
 
 
+rule latent:
+    """Projections of real images and edits along directions in W (not yet part of `all`)."""
+    input:
+        project_targets() + edit_targets(),
+
+
 rule data:
     """Only the data stages: final images, the funnel and contact sheets."""
     input:

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_RE = re.compile(r"^snapshot-(\d{12})$")
 CHECKSUMS = "SHA256SUMS"  # in sha256sum's format: `sha256sum -c SHA256SUMS` checks a snapshot by hand
 LOG_COLUMNS = ["kimg", "tick", "step", "seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec",
-               "loss_g", "loss_d", "r1", "d_real", "d_fake", "augment_p", "swd", "frame"]
+               "loss_g", "loss_d", "r1", "pl", "d_real", "d_fake", "augment_p", "swd", "frame"]
 
 
 def dataset_fingerprint(dataset_dir: str | os.PathLike) -> str:
@@ -320,6 +320,8 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # The resolved settings (what the snapshots and the export's config record too).
+    log.info("training settings: %s", cfg.describe())
     images = _image_stream(stream(0), cfg.resolution)
     trainer = Trainer(cfg, make_strategy(cfg.devices))
     for partial_dir in (run_dir / "snapshots").glob(".partial-*"):
@@ -330,9 +332,7 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
     if newest:
         meta = weights.read_json(newest / "meta.json")
         changes = _check_resume(meta, cfg, dataset_fingerprint, newest, run_dir)
-        trainer.restore(str(newest / "ckpt"))
-        trainer.g_opt.learning_rate = float(cfg.at_resolution("g_lr"))
-        trainer.d_opt.learning_rate = float(cfg.at_resolution("d_lr"))
+        trainer.restore(str(newest / "ckpt"))  # and the configured learning rates
         resumed_from = newest
         log.info("resuming %s at kimg %.3f%s", run_dir, meta["kimg"],
                  f" with changed settings: {'; '.join(changes)}" if changes else "")
@@ -388,7 +388,7 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
                "images_per_sec": f"{tick_imgs / step_seconds:.2f}" if tick_imgs else "",
                "augment_p": f"{float(trainer.augment_p.numpy()):.4f}",
                "swd": f"{scores['swd']:.4f}" if scores else "", "frame": frame}
-        for key in ("loss_g", "loss_d", "r1", "d_real", "d_fake"):
+        for key in ("loss_g", "loss_d", "r1", "pl", "d_real", "d_fake"):
             row[key] = f"{stats[key]:.5f}" if key in stats else ""
         _append_log(log_path, row)
         scalars = {**stats, **scores}

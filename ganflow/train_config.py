@@ -17,49 +17,119 @@ ARCH_KEYS = ("resolution", "z_dim", "w_dim", "mapping_layers", "mapping_lr_mul",
              "channel_max", "mbstd_group")
 PER_RESOLUTION_KEYS = ("batch_size", "g_lr", "d_lr")
 
+# stylegan2-ada-pytorch's train.py --cfg presets (its cfg_specs), as the settings they
+# set here: mb -> batch_size, mbstd -> mbstd_group, fmaps * 32768 -> channel_base,
+# lrate -> g_lr and d_lr, gamma -> r1_gamma, ema -> ema_kimg, ramp -> ema_rampup (None: 0),
+# map -> mapping_layers, kimg -> total_kimg. Their fp16 layers and conv_clamp 256 are not
+# taken: ganflow trains in float32 (or bfloat16 convolutions, see conv_dtype).
+PRESETS: dict[str, dict[str, Any]] = {
+    "stylegan2": dict(batch_size=32, mbstd_group=4, channel_base=32768, lr=0.002, r1_gamma=10.0, ema_kimg=10.0,
+                      ema_rampup=0.0, mapping_layers=8, total_kimg=25000.0),
+    "paper256": dict(batch_size=64, mbstd_group=8, channel_base=16384, lr=0.0025, r1_gamma=1.0, ema_kimg=20.0,
+                     ema_rampup=0.0, mapping_layers=8, total_kimg=25000.0),
+    "paper512": dict(batch_size=64, mbstd_group=8, channel_base=32768, lr=0.0025, r1_gamma=0.5, ema_kimg=20.0,
+                     ema_rampup=0.0, mapping_layers=8, total_kimg=25000.0),
+    "paper1024": dict(batch_size=32, mbstd_group=4, channel_base=32768, lr=0.002, r1_gamma=2.0, ema_kimg=10.0,
+                      ema_rampup=0.0, mapping_layers=8, total_kimg=25000.0),
+}
+BY_RESOLUTION = {256: "paper256", 512: "paper512", 1024: "paper1024"}
+PRESET_NAMES = ("by-resolution", "auto", *PRESETS)
+# The settings a preset fills; each stays None until then, so that a given value wins.
+PRESET_KEYS = ("batch_size", "mbstd_group", "channel_base", "g_lr", "d_lr", "r1_gamma", "ema_kimg", "ema_rampup",
+               "mapping_layers", "total_kimg")
+
+
+def auto_preset(resolution: int, devices: int) -> dict[str, Any]:
+    """Upstream's 'auto': batch, stddev group, width, learning rate, R1 gamma, EMA and
+    mapping depth from the resolution and the number of devices (its formulas)."""
+    mb = max(min(devices * min(4096 // resolution, 32), 64), devices)
+    return dict(batch_size=mb, mbstd_group=min(mb // devices, 4), channel_base=32768 if resolution >= 512 else 16384,
+                lr=0.002 if resolution >= 1024 else 0.0025, r1_gamma=0.0002 * resolution ** 2 / mb,
+                ema_kimg=mb * 10 / 32, ema_rampup=0.05, mapping_layers=2, total_kimg=25000.0)
+
+
+def device_count(devices: list) -> int:
+    """What 'auto' counts: the devices named in `devices`, else the GPUs (as
+    make_strategy uses them all), at least 1."""
+    if devices:
+        return len(devices)
+    import tensorflow as tf  # only here: listing physical devices does not start TF's runtime
+    return max(1, len(tf.config.list_physical_devices("GPU")))
+
+
+def resolve_preset(name: str, resolution: int, devices: int) -> tuple[str, dict[str, Any]]:
+    """(concrete preset name, its values as TrainConfig settings)."""
+    if name == "by-resolution":
+        name = BY_RESOLUTION.get(resolution, "auto")
+    if name == "auto":
+        values = auto_preset(resolution, devices)
+    elif name in PRESETS:
+        values = dict(PRESETS[name])
+    else:
+        raise SetupError(f"training setting 'preset' must be one of {', '.join(PRESET_NAMES)}, got {name!r}")
+    lr = values.pop("lr")
+    return name, {**values, "g_lr": lr, "d_lr": lr}
+
 
 @dataclass
 class TrainConfig:
-    """Training settings; the defaults are the documented 512px model for real data.
+    """Training settings; the defaults are the official StyleGAN2 (stylegan2-ada-pytorch).
 
+    `preset` fills the settings of PRESET_KEYS that are not given, with the values of
+    upstream's --cfg: 'stylegan2' (its FFHQ-1024 config), 'paper256', 'paper512',
+    'paper1024', or 'auto' (formulas of the resolution and device count); the default
+    'by-resolution' takes paper256/512/1024 at those resolutions and 'auto' at any other.
+    Once resolved, `preset` names the concrete preset and every setting holds its value
+    (what snapshots, exports and the log record).
     `batch_size`, `g_lr` and `d_lr` take a number or a dict keyed by resolution (the
     classic presets' per-resolution schedules); the entry for `resolution` is used.
     `batch_size` is images per optimiser step over all devices, split into
     `accum_steps` micro-batches per device. `mirror` flips reals inside the step (give
     the dataset mirror=False). With `augment`, ADA starts at `augment_p` and adapts it
     towards `ada_target` (0 keeps p fixed); p may go from 0 to 1 in `ada_kimg`.
-    `ema_kimg` is the EMA generator's half-life (the classic G_smoothing_kimg).
+    `ema_kimg` is the EMA generator's half-life; `ema_rampup` (0: off) caps it at
+    ema_rampup x the images seen so far. Regularisation is lazy, in passes of its own as
+    upstream: R1 (`r1_gamma`) every `r1_interval` D steps, path length (`pl_weight`,
+    `pl_decay`, on batch / `pl_batch_shrink` images) every `pl_interval` G steps, each
+    optimiser's learning rate x c and Adam betas ^ c, c = interval / (interval + 1).
     `devices` names tf.distribute devices; empty means all GPUs (or the CPU).
     `conv_dtype` "bfloat16" runs convolutions in bfloat16 (weights stay float32).
-    `xla` compiles the gradient computation (slower on CPU: see benchmarks/).
+    `xla` compiles the gradient computation (slower on CPU: see benchmarks/); it pads
+    augmented images by a fixed margin (see augment.py).
     """
 
+    preset: str = "by-resolution"
     resolution: int = 512
     z_dim: int = 512
     w_dim: int = 512
-    mapping_layers: int = 8
+    mapping_layers: int | None = None
     mapping_lr_mul: float = 0.01
-    channel_base: int = 32768
+    channel_base: int | None = None
     channel_max: int = 512
-    mbstd_group: int = 4
-    batch_size: int | dict = 32
+    mbstd_group: int | None = None
+    batch_size: int | dict | None = None
     accum_steps: int = 1
-    g_lr: float | dict = 0.002
-    d_lr: float | dict = 0.002
+    g_lr: float | dict | None = None
+    d_lr: float | dict | None = None
     adam_beta1: float = 0.0
     adam_beta2: float = 0.99
     adam_eps: float = 1e-8
-    r1_gamma: float = 10.0
+    r1_gamma: float | None = None
     r1_interval: int = 16
+    pl_weight: float = 2.0
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+    pl_interval: int = 4
     style_mixing: float = 0.9
-    ema_kimg: float = 10.0
+    ema_kimg: float | None = None
+    ema_rampup: float | None = None
     d_repeats: int = 1
     mirror: bool = True
     augment: bool = True
     augment_p: float = 0.0
     ada_target: float = 0.6
     ada_kimg: float = 500.0
-    total_kimg: float = 25000.0
+    total_kimg: float | None = None
     tick_kimg: float = 4.0
     snapshot_ticks: int = 10
     keep_snapshots: int = 3
@@ -87,18 +157,24 @@ class TrainConfig:
             networks.num_ws_for(self.resolution)
         except ValueError as e:
             raise SetupError(f"training setting 'resolution': {e}") from e
+        self.devices = list(self.devices)
+        self.preset, values = resolve_preset(self.preset, self.resolution, device_count(self.devices))
+        # Which settings the preset gave (the rest were given): for the log.
+        self.from_preset = [k for k in PRESET_KEYS if getattr(self, k) is None]
+        for key in self.from_preset:
+            setattr(self, key, values[key])
         for key in PER_RESOLUTION_KEYS:
             value = getattr(self, key)
             if isinstance(value, dict):
                 setattr(self, key, {int(k): v for k, v in value.items()})
             self.at_resolution(key)
         self.grid = list(self.grid)
-        self.devices = list(self.devices)
         if len(self.grid) != 2 or min(self.grid) < 1:
             raise SetupError(f"training setting 'grid' must be [columns, rows], got {self.grid}")
         if self.conv_dtype not in ("float32", "bfloat16"):
             raise SetupError(f"training setting 'conv_dtype' must be float32 or bfloat16, got {self.conv_dtype!r}")
-        for key in ("accum_steps", "d_repeats", "r1_interval", "snapshot_ticks", "keep_snapshots"):
+        for key in ("accum_steps", "d_repeats", "r1_interval", "pl_interval", "pl_batch_shrink", "snapshot_ticks",
+                    "keep_snapshots", "mbstd_group"):
             if getattr(self, key) < 1:
                 raise SetupError(f"training setting {key!r} must be at least 1, got {getattr(self, key)}")
 
@@ -123,4 +199,12 @@ class TrainConfig:
         return {k: getattr(self, k) for k in ("resolution", "channel_base", "channel_max", "mbstd_group")}
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting, resolved (the preset's values filled in)."""
         return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        """One line for the log: the preset and what it set, then the other settings."""
+        preset = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.from_preset) or "every value given"
+        given = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()
+                          if k not in self.from_preset and k != "preset")
+        return f"preset {self.preset} ({preset}); {given}"

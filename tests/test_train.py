@@ -1,5 +1,6 @@
-"""Training loop: config, gradient accumulation and multi-device equivalence, learning,
-snapshots/resume after kill -9, transfer, exports, SWD and augmentation."""
+"""Training loop: config and presets, gradient accumulation and multi-device equivalence
+(every phase), learning, snapshots/resume after kill -9, transfer, exports, SWD. The
+losses against the official code: tests/test_losses.py; augmentation: tests/test_augment.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from ganflow import augment, networks, swd, train, weights
+from ganflow import networks, swd, train, weights
 from ganflow import dataset as dataset_lib
 from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv, write_tsv
@@ -30,9 +31,11 @@ from ganflow.train_config import TrainConfig
 from ganflow.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
+# The rest comes from the default preset ('auto' at 16px); not its EMA ramp-up, which on
+# runs this short would cut the half-life the learning tests were calibrated with.
 TINY = dict(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=32,
             batch_size=8, mbstd_group=2, r1_interval=4, r1_gamma=1.0, augment=False, ema_kimg=0.1,
-            swd_images=64, swd_patches=16, grid=[2, 2])
+            ema_rampup=0.0, swd_images=64, swd_patches=16, grid=[2, 2])
 # 8px networks trace about twice as fast; enough to check the arithmetic of an update.
 TINY8 = dict(TINY, resolution=8)
 # A whole run on 60 packed images, shuffled: 6 ticks of 16 steps (12.8 passes over the
@@ -128,6 +131,39 @@ def test_config_rejects_unknown_keys_and_resolves_per_resolution_values() -> Non
         Trainer(TrainConfig.from_dict({**TINY8, "batch_size": 6, "accum_steps": 4}))
 
 
+def test_presets_are_upstreams_and_given_settings_win() -> None:
+    """stylegan2-ada-pytorch's --cfg values; the default takes paper256/512/1024 at those
+    resolutions and 'auto' elsewhere; a setting given explicitly overrides the preset."""
+    paper512 = TrainConfig()
+    assert paper512.preset == "paper512"
+    assert (paper512.batch_size, paper512.mbstd_group, paper512.channel_base, paper512.g_lr, paper512.d_lr,
+            paper512.r1_gamma, paper512.ema_kimg, paper512.ema_rampup, paper512.mapping_layers) == (
+        64, 8, 32768, 0.0025, 0.0025, 0.5, 20.0, 0.0, 8)
+    ffhq = TrainConfig.from_dict({"preset": "stylegan2", "resolution": 1024})
+    assert (ffhq.batch_size, ffhq.mbstd_group, ffhq.g_lr, ffhq.r1_gamma, ffhq.ema_kimg) == (32, 4, 0.002, 10.0, 10.0)
+    assert TrainConfig.from_dict({"resolution": 256}).preset == "paper256"
+    assert TrainConfig.from_dict({"resolution": 1024}).r1_gamma == 2.0
+    # 'auto' (the default at 128px): upstream's formulas of resolution and device count.
+    auto = TrainConfig.from_dict({"resolution": 128})
+    assert auto.preset == "auto"
+    assert (auto.batch_size, auto.mbstd_group, auto.channel_base, auto.g_lr, auto.ema_kimg, auto.ema_rampup,
+            auto.mapping_layers) == (32, 4, 16384, 0.0025, 10.0, 0.05, 2)
+    assert auto.r1_gamma == pytest.approx(0.0002 * 128 ** 2 / 32)
+    four = TrainConfig.from_dict({"preset": "auto", "resolution": 512, "devices": ["/gpu:0", "/gpu:1", "/gpu:2",
+                                                                                     "/gpu:3"]})
+    assert (four.batch_size, four.mbstd_group, four.channel_base) == (32, 4, 32768)
+    assert four.r1_gamma == pytest.approx(0.0002 * 512 ** 2 / 32) and four.ema_kimg == 10.0
+    # Given settings win; the gamma formula keeps the preset's batch (as upstream's --batch).
+    mine = TrainConfig.from_dict({"resolution": 128, "batch_size": 8, "r1_gamma": 3.0})
+    assert (mine.batch_size, mine.r1_gamma, mine.mbstd_group) == (8, 3.0, 4)
+    assert "r1_gamma" not in mine.from_preset and "ema_kimg" in mine.from_preset
+    assert mine.describe().startswith("preset auto (mbstd_group=4, ")
+    # Resolved, the config round-trips (what snapshots and exports record).
+    assert TrainConfig.from_dict(json.loads(json.dumps(mine.to_dict()))) == mine
+    with pytest.raises(SetupError, match="'preset' must be one of by-resolution, auto, stylegan2"):
+        TrainConfig.from_dict({"preset": "ffhq"})
+
+
 # ----- the update: accumulation, devices, learning --------------------------------------
 
 
@@ -138,29 +174,39 @@ def test_accumulation_equals_large_batch() -> None:
     big = Trainer(TrainConfig.from_dict({**TINY8, "augment": True, "augment_p": 0.5}))
     small = Trainer(TrainConfig.from_dict({**TINY8, "augment": True, "augment_p": 0.5, "accum_steps": 4}))
     assert (big.micro, small.micro) == (8, 2)
+    assert (big.pl_micro, small.pl_micro) == (4, 1)
     # Gradients, not just weights after Adam: Adam is blind to a constant factor, so only
-    # the gradients show that micro-batches are averaged and not summed.
-    for (ga, sa), (gb, sb) in [(big.d_grads(reals, seed, r1=True), small.d_grads(reals, seed, r1=True)),
-                               (big.g_grads(seed), small.g_grads(seed))]:
+    # the gradients show that micro-batches are averaged and not summed. Every phase: the
+    # path-length pass too, whose batch mean couples the micro-batches (a first pass
+    # measures it), and R1 through the augmentation, whose pad margin is the batch's.
+    for phase in ("Gmain", "Greg", "Dmain", "Dreg"):
+        x = reals if phase[0] == "D" else None
+        (ga, sa), (gb, sb) = big.phase_grads(phase, seed, x), small.phase_grads(phase, seed, x)
         for a, b in zip(ga, gb):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=phase)
         for key in sa:
-            np.testing.assert_allclose(sa[key], sb[key], rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(sa[key], sb[key], rtol=1e-4, atol=1e-6, err_msg=f"{phase} {key}")
     # With stddev groups (4) wider than the micro-batch (2) the statistics differ: the
     # condition is needed, and the comparison above is able to fail.
     big.D.mbstd_group = small.D.mbstd_group = 4
-    ga, _ = big.d_grads(reals, seed, r1=False)
-    gb, _ = small.d_grads(reals, seed, r1=False)
+    ga, _ = big.grads("Dmain", seed, reals)  # eager: the compiled phases keep the group they were traced with
+    gb, _ = small.grads("Dmain", seed, reals)
     assert max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(ga, gb)) > 1e-4
     big.D.mbstd_group = small.D.mbstd_group = 2
+    # Without the first pass, micro-batches would take their own mean path length.
+    (gb, _), (ga, _) = small.grads("Greg", seed), big.phase_grads("Greg", seed)
+    assert max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(ga, gb)) > 1e-4
     big.train_step(iter([reals]))
     small.train_step(iter([reals]))
-    # The whole update (D with R1, G, EMA, w_avg). Adam steps are about lr = 0.002 each;
-    # 1e-4 leaves room for round-off that Adam amplifies on near-zero gradients.
+    # The whole update (all four phases, EMA, w_avg, path-length mean). Adam steps are
+    # about lr = 0.0025 each; 1e-4 leaves room for round-off that Adam amplifies on
+    # near-zero gradients.
     for net in ("G", "G_ema", "D"):
         for a, b in zip(getattr(big, net).weights, getattr(small, net).weights):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-4, err_msg=a.path)
     assert float(tf.reduce_max(tf.abs(big.G.mapping.w_avg))) > 0
+    assert float(big.pl_mean.numpy()) > 0
+    np.testing.assert_allclose(big.pl_mean.numpy(), small.pl_mean.numpy(), rtol=1e-5)
 
 
 MIRRORED_CHILD = textwrap.dedent("""
@@ -178,13 +224,16 @@ MIRRORED_CHILD = textwrap.dedent("""
     one = Trainer(TrainConfig.from_dict(cfg))
     seed = tf.constant([3, 0], tf.int64)
 
-    def replica_grads(x):
+    def replica_grads(x, phase):
         rid = tf.distribute.get_replica_context().replica_id_in_sync_group
-        return two.d_grads(x, seed, rid, r1=True)[0]
+        return two.phase_grads(phase, seed, x, rid)[0]
 
-    per_replica = two.strategy.run(replica_grads, args=(next(step_batches(images, two)),))
-    mirrored = [two.strategy.reduce("MEAN", g, axis=None) for g in per_replica]
-    single = one.d_grads(next(step_batches(images, one)), seed, r1=True)[0]
+    two_reals, one_reals = next(step_batches(images, two)), next(step_batches(images, one))
+    mirrored, single = [], []
+    for phase in ("Dreg", "Greg"):  # R1 through augmentation; path length with its batch mean
+        per_replica = two.strategy.run(replica_grads, args=(two_reals if phase == "Dreg" else None, phase))
+        mirrored += [two.strategy.reduce("MEAN", g, axis=None) for g in per_replica]
+        single += one.phase_grads(phase, seed, one_reals if phase == "Dreg" else None)[0]
 
     def rel_diff(a, b):
         # Largest difference relative to the tensor's largest gradient, in float64: float32
@@ -274,7 +323,7 @@ def test_run_outputs_logs_frames_and_export(finished_run: Run) -> None:
     rows = list(read_csv(out / "log.csv"))
     assert [r["kimg"] for r in rows] == [f"{0.128 * i:.3f}" for i in range(7)]
     assert all(r["loss_d"] and r["loss_g"] and r["sec_per_kimg"] and r["augment_p"] for r in rows[1:])
-    assert any(r["r1"] for r in rows[1:])
+    assert any(r["r1"] for r in rows[1:]) and any(r["pl"] for r in rows[1:])
     frames = read_tsv(out / "frames.tsv")
     assert [f["kimg"] for f in frames] == [r["kimg"] for r in rows]
     for f in frames:
@@ -286,11 +335,15 @@ def test_run_outputs_logs_frames_and_export(finished_run: Run) -> None:
     assert meta["kimg"] == 0.768 and meta["dataset_fingerprint"] == finished_run.fingerprint
     tags = {value.tag for events in (finished_run.run_dir / "tensorboard").iterdir()
             for event in tf.compat.v1.train.summary_iterator(str(events)) for value in event.summary.value}
-    assert {"loss_d", "loss_g", "r1", "augment_p", "swd", "sec_per_kimg", "fakes"} <= tags
+    assert {"loss_d", "loss_g", "r1", "pl", "augment_p", "swd", "sec_per_kimg", "fakes"} <= tags
     G, D, info = weights.load_export(out)
     assert info["kimg"] == 0.768 and info["num_ws"] == G.num_ws == 6
     assert info["style_groups"] == {k: list(v) for k, v in
                                     networks.style_groups(16).items()}
+    # The run record holds the resolved settings: the preset 'by-resolution' chose and its values.
+    assert info["config"] == TrainConfig.from_dict(RUN).to_dict()
+    assert info["config"]["preset"] == "auto" and info["config"]["g_lr"] == info["config"]["d_lr"] == 0.0025
+    assert info["config"]["r1_gamma"] == 1.0 and info["config"]["pl_weight"] == 2.0  # RUN's own, the default
     imgs = G(tf.random.normal([3, 16]), psi=0.7)
     assert imgs.shape == (3, 16, 16, 3) and D(imgs).shape == (3, 1)
 
@@ -433,7 +486,7 @@ def test_resume_refuses_changed_architecture_or_dataset(finished_run: Run, tmp_p
     caplog.set_level(logging.INFO, logger="ganflow.train")
     result = train.train(TrainConfig.from_dict({**RUN, "g_lr": 0.001}), data, fingerprint, run_dir, tmp_path / "out")
     assert result["start_kimg"] == result["kimg"] == 0.768
-    assert "g_lr 0.002 -> 0.001" in caplog.text
+    assert "g_lr 0.0025 -> 0.001" in caplog.text
 
 
 def test_init_from_shows_prior_model_in_first_frame(finished_run: Run, tmp_path: Path) -> None:
@@ -462,7 +515,7 @@ def test_dataset_of_wrong_resolution_is_refused(tmp_path: Path) -> None:
         train.train(TrainConfig.from_dict(TINY), in_memory(blobs(4, res=32)), "x", tmp_path / "r", tmp_path / "o")
 
 
-# ----- metric and augmentation ------------------------------------------------------------
+# ----- metric (augmentation: tests/test_augment.py) ---------------------------------------
 
 
 def test_swd_is_small_for_same_distribution_and_grows_with_difference() -> None:
@@ -475,19 +528,3 @@ def test_swd_is_small_for_same_distribution_and_grows_with_difference() -> None:
     same, other = swd.swd(da, db)["swd"], swd.swd(da, dn)["swd"]
     assert 0 < same < 0.5 * other
     assert swd.swd(da, da)["swd"] < 1e-6
-
-
-def test_augment_identity_at_zero_and_differentiable() -> None:
-    x = tf.constant(blobs(4))
-    u = tf.random.stateless_uniform([4, augment.NUM_UNIFORM], [0, 1])
-    g = tf.random.stateless_normal([4, augment.NUM_NORMAL], [0, 2])
-    np.testing.assert_array_equal(augment.augment(x, 0.0, u, g), x)
-    flip_only = np.ones([4, augment.NUM_UNIFORM], np.float32)
-    flip_only[:, 0], flip_only[:, 1] = 0.0, 0.9
-    np.testing.assert_allclose(augment.augment(x, 0.5, flip_only, g * 0), x[:, :, ::-1], atol=1e-5)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = augment.augment(x, 0.8, u, g)
-        total = tf.reduce_sum(y * y)
-    assert np.abs(y - x).max() > 0.1
-    assert float(tf.reduce_sum(tf.abs(tape.gradient(total, x)))) > 0

@@ -189,6 +189,16 @@ def section(name):
     return canonical(config[name])
 
 
+def user_source_root():
+    """source.root of the user's own data, which must exist before anything runs."""
+    root = config["source"]["root"]
+    if not _Path(root).is_dir():
+        raise WorkflowError(
+            f"config key source.root: {root} is not a directory; point it at your data"
+        )
+    return root
+
+
 def metadata_files():
     """The configured metadata files (globs allowed) under source.root; none for a folder.
     A root or pattern that finds nothing stops the run here, naming the key to change.
@@ -198,10 +208,7 @@ def metadata_files():
     root = config["source"]["root"]
     if IS_DEMO:  # the demo rule makes exactly the configured names
         return [f"{root}/{name}" for name in config["source"]["metadata"]]
-    if not _Path(root).is_dir():
-        raise WorkflowError(
-            f"config key source.root: {root} is not a directory; point it at your mirror"
-        )
+    root = user_source_root()
     files = []
     for pattern in config["source"]["metadata"]:
         full = f"{root}/{pattern}"
@@ -225,12 +232,7 @@ def source_listing():
     """
     if IS_DEMO:
         return ""
-    root = config["source"]["root"]
-    if not _Path(root).is_dir():
-        raise WorkflowError(
-            f"config key source.root: {root} is not a directory; point it at your images"
-        )
-    return _ids.source_listing(root, config["source"]["kind"])
+    return _ids.source_listing(user_source_root(), config["source"]["kind"])
 
 
 def shard_sources(wildcards):

@@ -31,7 +31,7 @@ from ganflow import swd as swd_lib
 from ganflow.imaging import sha256_file
 from ganflow.runlog import SetupError, progress
 from ganflow.tables import atomic_open, atomic_path, write_tsv
-from ganflow.train_config import TrainConfig
+from ganflow.train_config import ARCH_KEYS, WEIGHTLESS_KEYS, TrainConfig
 from ganflow.trainer import Trainer, make_strategy, step_batches
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,20 @@ def _check_resume(meta: dict, cfg: TrainConfig, fingerprint: str, snapshot: Path
             f"init_from={run_dir} to fine-tune it on the new data")
     now = json.loads(json.dumps(cfg.to_dict()))  # as stored: resolution keys become strings
     return [f"{k} {v!r} -> {now.get(k)!r}" for k, v in meta["config"].items() if now.get(k) != v]
+
+
+def _check_transfer(arch: dict[str, Any], cfg: TrainConfig, source: Path) -> None:
+    """Transfer copies every weight, so the networks must be equal but for the settings
+    that shape no weight (the stddev group); a mismatch names the settings to give."""
+    differ = [k for k in ARCH_KEYS if k not in WEIGHTLESS_KEYS and arch.get(k) != getattr(cfg, k)]
+    if differ:
+        have = ", ".join(f"{k} {getattr(cfg, k)}" for k in differ)
+        want = ", ".join(f"{k}: {arch.get(k)}" for k in differ)
+        raise SetupError(f"cannot initialise from {source}: its networks differ ({have} here); to start from it, "
+                         f"set these train settings to its values: {want}")
+    for k in WEIGHTLESS_KEYS:
+        if arch.get(k) != getattr(cfg, k):
+            log.info("init_from: %s %s in %s, %s here (it shapes no weight)", k, arch.get(k), source, getattr(cfg, k))
 
 
 def _transfer_source(path: Path) -> tuple[Path, dict[str, Any]]:
@@ -344,10 +358,7 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
         shutil.rmtree(frames_dir, ignore_errors=True)
         if init_from is not None:
             source, arch = _transfer_source(Path(init_from))
-            changed = _architecture_changes(arch, cfg)
-            if changed:
-                raise SetupError(f"cannot initialise from {source}: its architecture differs "
-                                 f"({', '.join(changed)}); transfer needs identical networks")
+            _check_transfer(arch, cfg, source)
             trainer.load_networks(source)
             transferred_from = source
             log.info("initialised %s from %s", run_dir, source)

@@ -14,7 +14,9 @@ from ganflow import networks
 from ganflow.runlog import SetupError
 
 ARCH_KEYS = ("resolution", "z_dim", "w_dim", "mapping_layers", "mapping_lr_mul", "channel_base",
-             "channel_max", "mbstd_group")
+             "channel_max", "conv_clamp", "mbstd_group")
+# The architecture keys that shape no weight: a transfer may change them.
+WEIGHTLESS_KEYS = ("mbstd_group",)
 PER_RESOLUTION_KEYS = ("batch_size", "g_lr", "d_lr")
 
 # stylegan2-ada-pytorch's train.py --cfg presets (its cfg_specs), as the settings they
@@ -92,6 +94,8 @@ class TrainConfig:
     upstream: R1 (`r1_gamma`) every `r1_interval` D steps, path length (`pl_weight`,
     `pl_decay`, on batch / `pl_batch_shrink` images) every `pl_interval` G steps, each
     optimiser's learning rate x c and Adam betas ^ c, c = interval / (interval + 1).
+    `conv_clamp` (None: off) clips every convolution's output as the official code does
+    for float16-trained models; set it to a released model's value (256) to fine-tune it.
     `devices` names tf.distribute devices; empty means all GPUs (or the CPU).
     `conv_dtype` "bfloat16" runs convolutions in bfloat16 (weights stay float32).
     `xla` compiles the gradient computation (slower on CPU: see benchmarks/); it pads
@@ -106,6 +110,7 @@ class TrainConfig:
     mapping_lr_mul: float = 0.01
     channel_base: int | None = None
     channel_max: int = 512
+    conv_clamp: float | None = None
     mbstd_group: int | None = None
     batch_size: int | dict | None = None
     accum_steps: int = 1
@@ -177,6 +182,8 @@ class TrainConfig:
                     "keep_snapshots", "mbstd_group"):
             if getattr(self, key) < 1:
                 raise SetupError(f"training setting {key!r} must be at least 1, got {getattr(self, key)}")
+        if self.conv_clamp is not None and not self.conv_clamp > 0:
+            raise SetupError(f"training setting 'conv_clamp' must be a positive number or null, got {self.conv_clamp}")
 
     def at_resolution(self, key: str) -> Any:
         """The value of a per-resolution setting for this model's resolution."""
@@ -196,7 +203,7 @@ class TrainConfig:
         return {k: getattr(self, k) for k in ARCH_KEYS if k != "mbstd_group"}
 
     def discriminator_kwargs(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("resolution", "channel_base", "channel_max", "mbstd_group")}
+        return {k: getattr(self, k) for k in ("resolution", "channel_base", "channel_max", "conv_clamp", "mbstd_group")}
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting, resolved (the preset's values filled in)."""

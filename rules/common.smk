@@ -52,10 +52,22 @@ WALK_VIDEOS = ["interpolation-grid", "style-mixing-coarse", "style-mixing-fine"]
 VIDEOS = ["training-progress"] + WALK_VIDEOS
 FINAL = f"{R}/round-{config['rounds']}/train"
 # `generator:` replaces training: a ganflow export directory as it is, anything else (a
-# released .pkl) imported into results/<dataset>/imported/ first.
+# released .pkl) imported into results/<dataset>/imported/ first. `train.init_from` may
+# name a released file too: it is imported there, and round 1 starts from the import.
 GENERATOR = config["generator"]
+TRAIN_INIT = config["train"].get("init_from")
 IMPORTED = f"{R}/imported"
-IMPORTING = bool(GENERATOR) and not _Path(GENERATOR).is_dir()
+
+
+def _released(path):
+    """A released model's file (to import), rather than a ganflow run or export directory."""
+    return bool(path) and not _Path(path).is_dir()
+
+
+IMPORT_SOURCE = (
+    GENERATOR if GENERATOR else (TRAIN_INIT if _released(TRAIN_INIT) else None)
+)
+IMPORTING = _released(IMPORT_SOURCE)
 if GENERATOR:
     FINAL = IMPORTED if IMPORTING else GENERATOR
 # A finished run's exported networks, as later stages declare them: export.json carries the
@@ -164,8 +176,6 @@ def edit_targets():
     return out + [f"{R}/edits/apply/{edit}.png" for edit in config["edit"]["apply"]]
 
 
-TRAIN_INIT = config["train"].get("init_from")
-
 REPORT_PAGES = (
     [f"{R}/overview.html", f"{R}/report/funnel.html"]
     + expand(f"{R}/report/round-{{r}}/{{plot}}.png", r=ROUNDS, plot=["losses", "swd"])
@@ -265,7 +275,9 @@ def next_keep(wildcards):
 def init_from(wildcards):
     """Round 1 may start from another run (train.init_from); later rounds from the last."""
     r = int(wildcards.r)
-    return f"{R}/round-{r - 1}/train" if r > 1 else (TRAIN_INIT or "")
+    if r > 1:
+        return f"{R}/round-{r - 1}/train"
+    return IMPORTED if IMPORTING else (TRAIN_INIT or "")
 
 
 def init_inputs(wildcards):
@@ -275,6 +287,8 @@ def init_inputs(wildcards):
         return [f"{R}/round-{r - 1}/train/export.json"]
     if not TRAIN_INIT:
         return []
+    if IMPORTING:
+        return [f"{IMPORTED}/export.json"]
     manifest = (
         _Path(TRAIN_INIT) / "export.json"
     )  # a run's export: by content, not mtime

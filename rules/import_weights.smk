@@ -1,11 +1,11 @@
-# A released model (`generator:` in the config) -> a ganflow export, read by a restricted
-# unpickler that runs nothing from the file.
+# A released model (`generator:` or `train.init_from` in the config) -> a ganflow export,
+# read by a restricted unpickler that runs nothing from the file.
 
 if IMPORTING:
 
     rule import_weights:
         input:
-            GENERATOR,
+            IMPORT_SOURCE,
         output:
             generator=directory(f"{IMPORTED}/generator"),
             discriminator=directory(f"{IMPORTED}/discriminator"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import io
 import json
+import logging
 import os
 import pickle
 import pickletools
@@ -334,6 +335,46 @@ def test_pytorch_round_trip_of_the_test_pickler(tmp_path: Path) -> None:
     G, _, _ = import_weights.import_networks(out)
     ref = np.load(FIXTURES / "ada-32.npz")
     _close(G(ref["z"], noise_mode="const"), ref["img_psi1"], "images after re-pickling")
+
+
+def test_training_starts_from_a_released_model(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """init_from an import: the trainer builds the model's networks (conv_clamp included)
+    and before its first step exports the released generator unchanged."""
+    from ganflow import train
+    from ganflow.train_config import TrainConfig
+
+    imported_dir = tmp_path / "imported"
+    import_weights.import_weights(FIXTURES / "ada-32.pkl", imported_dir)
+    settings = dict(resolution=32, z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=16,
+                    batch_size=4, mbstd_group=2, augment=False, total_kimg=0.0, ema_rampup=0.0, swd_images=16,
+                    swd_patches=8, grid=[2, 2])
+    reals = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
+    data = lambda start: tf.data.Dataset.from_tensor_slices(reals).repeat().skip(start)  # noqa: E731
+    with pytest.raises(SetupError, match=r"its networks differ \(conv_clamp None here\); to start from it, set "
+                                         r"these train settings to its values: conv_clamp: 0.5"):
+        train.train(TrainConfig.from_dict(settings), data, "x", tmp_path / "bad", tmp_path / "bad-out",
+                    init_from=imported_dir)
+    caplog.set_level(logging.INFO, logger="ganflow.train")
+    result = train.train(TrainConfig.from_dict({**settings, "conv_clamp": 0.5}), data, "x", tmp_path / "run",
+                         tmp_path / "out", init_from=imported_dir)
+    assert result["init_from"] == str(imported_dir)
+    assert "mbstd_group 4 in" in caplog.text  # a weightless difference, said and allowed
+    G, _, _ = weights.load_export(tmp_path / "out")
+    ref = np.load(FIXTURES / "ada-32.npz")
+    _close(G(ref["z"], noise_mode="const"), ref["img_psi1"], "images of the transferred generator")
+
+
+def test_the_workflow_imports_a_released_init_from_before_training(tmp_path, cascade_path):
+    """train.init_from: model.pkl plans the import, and round 1 trains from it."""
+    from workflow import jobs_planned, snakemake, tiny_config
+
+    tiny_config(tmp_path, cascade_path, **{"train.init_from": str(FIXTURES / "ada-32.pkl")})
+    planned = jobs_planned(tmp_path)
+    assert planned["import_weights"] == 1 and planned["train"] == 2
+    out = snakemake(tmp_path, "--dry-run").stdout
+    round_1 = out[out.index("rule train:"):].split("\n\n")[0]
+    assert "wildcards: r=1" in round_1 and "input: results/demo/round-1/dataset/dataset.json, " \
+        "results/demo/imported/export.json" in round_1, round_1
 
 
 @pytest.mark.slow

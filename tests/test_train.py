@@ -503,7 +503,7 @@ def test_init_from_shows_prior_model_in_first_frame(finished_run: Run, tmp_path:
         np.testing.assert_array_equal(first_frame(tmp_path / f"out{n}"), last)
     train.train(cfg, data, "new-data", tmp_path / "fresh", tmp_path / "fresh-out")
     assert np.abs(first_frame(tmp_path / "fresh-out").astype(int) - last).max() > 10
-    with pytest.raises(SetupError, match=r"architecture differs \(channel_max 32 -> 16\)"):
+    with pytest.raises(SetupError, match=r"networks differ \(channel_max 16 here\); .* channel_max: 32"):
         train.train(TrainConfig.from_dict({**RUN, "channel_max": 16, "total_kimg": 0.0}), data, "new-data",
                     tmp_path / "bad", tmp_path / "bad-out", init_from=finished_run.run_dir)
     with pytest.raises(SetupError, match="holds no intact snapshot"):

@@ -60,7 +60,7 @@ rule all:
 
 
 rule latent:
-    """Projections of real images and edits along directions in W (not yet part of `all`)."""
+    """Only the projections of real images and the edits along directions in W."""
     input:
         project_targets() + edit_targets(),
 

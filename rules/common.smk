@@ -310,12 +310,20 @@ def data_targets():
 
 
 def generator_outputs():
-    """What a generator alone makes: samples, figures and the latent-walk videos."""
+    """What a generator alone makes: samples, figures, the latent-walk videos,
+    projections and edits."""
     return (
         [f"{R}/samples/grid.png"]
         + expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES)
         + expand(f"{R}/videos/{{video}}.mp4", video=WALK_VIDEOS)
+        + project_targets()
+        + edit_targets()
     )
+
+
+def pngs(paths):
+    """The images among targets (for the overview page)."""
+    return [path for path in paths if path.endswith(".png")]
 
 
 def get_final_output():

@@ -99,7 +99,11 @@ rule edit_figure:
         export=FINAL_EXPORT,
         directions=f"{R}/edits/{{method}}.npz",
     output:
-        f"{R}/edits/{{method}}.png",
+        report(
+            f"{R}/edits/{{method}}.png",
+            caption="../report/edits.rst",
+            category="8. Edits",
+        ),
     log:
         f"{LOGS}/edits/{{method}}-figure.log",
     benchmark:
@@ -149,7 +153,11 @@ rule edit_tag_figure:
         tagger=f"{R}/edits/tagger.npz",
         directions=f"{R}/edits/tags.npz",
     output:
-        png=f"{R}/edits/tags/{{tag}}.png",
+        png=report(
+            f"{R}/edits/tags/{{tag}}.png",
+            caption="../report/edit-tags.rst",
+            category="8. Edits",
+        ),
         tsv=f"{R}/edits/tags/{{tag}}.tsv",
     log:
         f"{LOGS}/edits/tags/{{tag}}.log",

@@ -79,7 +79,11 @@ rule project:
     output:
         w=f"{R}/project/{{name}}/w.npz",
         reconstruction=f"{R}/project/{{name}}/reconstruction.png",
-        sheet=f"{R}/project/{{name}}/sheet.png",
+        sheet=report(
+            f"{R}/project/{{name}}/sheet.png",
+            caption="../report/project.rst",
+            category="7. Projection",
+        ),
         video=f"{R}/project/{{name}}/optimisation.mp4",
     log:
         f"{LOGS}/project/{{name}}/project.log",

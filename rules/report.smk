@@ -119,6 +119,8 @@ rule report_overview:
         samples=f"{R}/samples/grid.png",
         figures=expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES),
         videos=expand(f"{R}/videos/{{video}}.mp4", video=VIDEOS),
+        projections=pngs(project_targets()),
+        edits=pngs(edit_targets()),
     output:
         report(
             f"{R}/overview.html",

@@ -386,9 +386,10 @@ def test_the_workflow_makes_samples_figures_and_videos_from_a_released_model(tmp
     from ganflow import samples
     from workflow import jobs_planned, snakemake, tiny_config
 
-    tiny_config(tmp_path, cascade_path, generator=str(FIXTURES / "ada-32.pkl"))
+    tiny_config(tmp_path, cascade_path, generator=str(FIXTURES / "ada-32.pkl"),
+                **{"edit.methods": ["sefa"], "edit.k": 2, "edit.apply": ["sefa-1/-2/seed4"]})
     planned = jobs_planned(tmp_path)
-    assert {"import_weights", "samples", "figures", "videos_walk"} <= planned.keys()
+    assert {"import_weights", "samples", "figures", "videos_walk", "edit_sefa", "edit"} <= planned.keys()
     assert not {"ids", "faces", "dataset", "train", "demo"} & planned.keys()
     snakemake(tmp_path)
     res = tmp_path / "results/demo"
@@ -398,4 +399,8 @@ def test_the_workflow_makes_samples_figures_and_videos_from_a_released_model(tmp
     assert np.array_equal(np.asarray(Image.open(res / "samples/seeds/seed000003.png")), expected)
     assert all((res / f"figures/{f}.png").is_file() for f in ("truncation", "style_mixing"))
     assert (res / "videos/interpolation-grid.mp4").stat().st_size > 0
+    assert all((res / f"edits/sefa.{ext}").stat().st_size > 0 for ext in ("png", "mp4"))
+    edited = np.asarray(Image.open(res / "edits/apply/sefa-1/-2/seed4.png"))
+    unedited = samples.render(G, samples.map_latents(G, samples.latents([4], G.z_dim), 0.7), noise_mode="const")[0]
+    assert edited.shape == unedited.shape and np.abs(edited.astype(int) - unedited).mean() > 1  # moved
     assert jobs_planned(tmp_path) == {}

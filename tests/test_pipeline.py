@@ -76,6 +76,21 @@ def test_samples_figures_and_videos(run):
         assert count >= 2 and yuv420p
 
 
+def test_projection_and_tag_edits_in_the_default_target(run):
+    wd, res = run
+    projection = np.load(res / "project/dataset-0/w.npz")
+    assert projection["w"].shape[:2] == (1, 6) and np.isfinite(projection["mse"]).all()  # 16px: 6 ws
+    target = np.asarray(Image.open(res / "project/dataset-0/target.png").convert("RGB"), dtype=float)
+    sheet = Image.open(res / "project/dataset-0/sheet.png")
+    assert sheet.width >= 2 * target.shape[1]
+    assert [r["direction"] for r in read_tsv(res / "edits/tags.tsv")] == ["tag-smile"]
+    edited = np.asarray(Image.open(res / "edits/apply/tag-smile/2/dataset-0.png").convert("RGB"), dtype=float)
+    reconstruction = np.asarray(Image.open(res / "project/dataset-0/reconstruction.png").convert("RGB"), dtype=float)
+    assert edited.shape == reconstruction.shape and np.abs(edited - reconstruction).mean() > 1  # the edit moved it
+    overview = (res / "overview.html").read_text()
+    assert "Projections" in overview and "Edits" in overview and overview.count("<img") >= 20
+
+
 def test_nothing_left_to_do(run):
     wd, _ = run
     assert jobs_planned(wd) == {}

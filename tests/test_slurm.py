@@ -22,8 +22,9 @@ from workflow import REPO, jobs_planned, snakemake, tiny_config
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 CPUS, MEM_MB, GPUS = 2, 4000, 2
-GPU_RULES = {"train", "rank", "samples", "figures", "videos_walk"}
-RULE_THREADS = {"train": 8, "rank": 4, "samples": 4, "figures": 4, "videos_walk": 4}  # rules/*.smk
+GPU_RULES = {"train", "rank", "samples", "figures", "videos_walk", "project", "project_encoder", "edit_tagger",
+             "edit_boundaries", "edit_video"}
+RULE_THREADS = {"train": 8, **{rule: 4 for rule in GPU_RULES - {"train"}}}  # rules/*.smk
 
 
 def fit_profile(profile: dict, cpus: int, mem_mb: int) -> dict:

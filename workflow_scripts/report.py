@@ -15,6 +15,7 @@ with logged(snakemake.log[0]):
         report.overview_page(out[0], title=f"ganflow: {snakemake.params.dataset}", funnel_tsv=inp.funnel, sections=[
             ("Contact sheets", inp.contact), ("Training curves", inp.curves),
             ("Ranking", [*inp.scores, *inp.keep]), ("Samples", [inp.samples]), ("Figures", inp.figures),
-            ("Videos", inp.videos)])
+            ("Videos", inp.videos), ("Projections: target | reconstruction", inp.projections),
+            ("Edits", inp.edits)])
     else:
         report.video_page(inp[0], out[0], title=snakemake.wildcards.video.replace("-", " ").capitalize())

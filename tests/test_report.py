@@ -27,7 +27,6 @@ FIGURES = ["noise_components", "noise_detail", "style_mixing", "truncation", "un
 VIDEOS = ["interpolation-grid", "style-mixing-coarse", "style-mixing-fine", "training-progress"]
 EXPECTED = {  # category -> subcategory -> files under results/demo ("Other": no subcategory)
     "0. Overview": {"Other": ["overview.html"]},
-    "0. Overview": {"Other": ["overview.html"]},
     "1. Data": {"Funnel": ["report/funnel.html"],
                 "Contact sheets": [f"report/contact-{s}.png" for s in CONTACT]},
     "2. Training": {f"Round {r}": [f"report/round-{r}/losses.png", f"report/round-{r}/swd.png"] for r in (1, 2)},
@@ -36,6 +35,8 @@ EXPECTED = {  # category -> subcategory -> files under results/demo ("Other": no
     "4. Samples": {"Other": ["samples/grid.png"]},
     "5. Figures": {"Other": [f"figures/{f}.png" for f in FIGURES]},
     "6. Videos": {"Other": [f"report/videos/{v}.html" for v in VIDEOS]},
+    "7. Projection": {"Other": ["project/dataset-0/sheet.png"]},
+    "8. Edits": {"Other": ["edits/tags.png", "edits/tags/smile.png"]},
 }
 SHOTS_KEPT = REPO / "results" / "report-test"
 
@@ -270,10 +271,11 @@ def test_overview_shows_everything_at_a_glance(page, report, shots):
     page.evaluate("ui.show('0. Overview', 'Other', 'results/demo/overview.html')")
     probe = page.frame_evaluate(OVERVIEW_PROBE, seconds=30)
     assert probe["headings"] == ["Data funnel", "Contact sheets", "Training curves", "Ranking", "Samples",
-                                 "Figures", "Videos"]
+                                 "Figures", "Videos", "Projections: target | reconstruction", "Edits"]
     assert probe["stages"] == [r["stage"] for r in read_tsv(res / "report/funnel.tsv") if not r["dropped_reason"]]
-    # 6 contact sheets, 2 rounds x 2 curves, 1 histogram + 2 keep sheets, the grid, 5 figures
-    assert len(probe["images"]) == 6 + 4 + 3 + 1 + 5 and all(i["ok"] for i in probe["images"])
+    # 6 contact sheets, 2 rounds x 2 curves, 1 histogram + 2 keep sheets, the grid, 5 figures, a projection
+    # sheet, the tag directions, the smile figure and one applied edit
+    assert len(probe["images"]) == 6 + 4 + 3 + 1 + 5 + 1 + 3 and all(i["ok"] for i in probe["images"])
     for image in probe["images"]:  # small images enlarged by a whole factor, to over half of 480 px
         factor = image["shown"] / image["natural"]
         assert factor == round(factor) and image["shown"] > 240, image

@@ -5,14 +5,14 @@ throughput against the usual recipe of one Python process per image.
 
 Prints images/s per stage. The baseline runs a fresh interpreter per image (what
 `ls | xargs -P2 -n1 crop.py` does): it pays Python + OpenCV start-up and the cascade
-load every time; ganflow loads them once per shard job.
+load every time; ganflow loads them once per shard job. bench_faces.py runs the same
+recipe on large originals, where detect_side matters.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,23 +22,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.bench_faces import CASCADE, run_recipe  # noqa: E402
 from ganflow import clean, dedupe, demo, faces, ids, images  # noqa: E402
 from ganflow.tables import read_tsv  # noqa: E402
 
-CASCADE = Path(os.environ.get("GANFLOW_SHARED", REPO.parent / "shared")) / "resources/lbpcascade_animeface.xml"
 SHARDS = 2
-
-BASELINE = """
-import sys, cv2
-from PIL import Image
-src, out = sys.argv[1], sys.argv[2]
-cascade = cv2.CascadeClassifier(sys.argv[3])
-img = cv2.imread(src)
-if img is not None:
-    gray = cv2.equalizeHist(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
-    for k, (x, y, w, h) in enumerate(cascade.detectMultiScale(gray, 1.1, 5, minSize=(50, 50))):
-        cv2.imwrite(f"{out}-{k}.png", img[y:y + h, x:x + w])
-"""
 
 
 def timed(label: str, n: int, fn, *args, **kwargs):
@@ -92,21 +80,8 @@ def main() -> None:
         timed("images (upscale + 64px)", n_unique, per_shard, "images", root)
 
         sample = [Path(r["path"]) for r in sel.rows[: args.baseline]]
-        script = root / "crop_one.py"
-        script.write_text(BASELINE)
         (root / "baseline").mkdir()
-
-        def baseline() -> None:
-            procs: list[subprocess.Popen] = []
-            for k, src in enumerate(sample):
-                procs.append(subprocess.Popen([sys.executable, str(script), str(src),
-                                               str(root / "baseline" / str(k)), str(CASCADE)]))
-                if len(procs) >= SHARDS:
-                    procs.pop(0).wait()
-            for p in procs:
-                p.wait()
-
-        timed("baseline: 1 process/image", len(sample), baseline)
+        timed("baseline: 1 process/image", len(sample), run_recipe, sample, root / "baseline", SHARDS)
 
 
 if __name__ == "__main__":

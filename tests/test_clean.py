@@ -151,3 +151,34 @@ def test_source_hash_is_carried_for_dedupe_and_the_log_counts_verdicts(tmp_path,
                for r in out)
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("clean 0005:")]
     assert "3 crops judged in " in line and " s/crop): 2 kept (1 look upscaled); rejected: too_small 1" in line
+
+
+def test_verdicts_on_big_crops_equal_those_on_every_pixel(tadne_grid, monkeypatch):
+    """verdict() measures a sample of a big crop's pixels; for art, a grayscale copy, flat
+    colour with sparse specks and noise near each threshold, the verdict and its numbers are
+    those of all the pixels."""
+    rng = np.random.default_rng(1)
+    art = np.asarray(Image.open(tadne_grid).convert("RGB").crop((512, 0, 1024, 512)).resize((1536, 1536)))
+    flat = np.full((1200, 1600, 3), (200, 30, 60), np.uint8)
+    specks = flat.copy()
+    specks[::7, ::7] = (255, 255, 255)  # 2% of the pixels, far from the rest
+
+    def noisy(base, sigma, shared):  # shared noise keeps a gray picture gray
+        noise = rng.normal(0, sigma, base.shape[:2] + ((1,) if shared else (3,)))
+        return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+    gray = np.repeat(art.mean(axis=2, keepdims=True), 3, 2)
+    p = clean.CleanParams()
+    cases = {"art": (art, "kept"), "gray art": (gray.astype(np.uint8), "grayscale"),
+             "gray art, chroma ~3.6": (noisy(gray, 2.4, False), "grayscale"),
+             "gray art, chroma ~4.4": (noisy(gray, 3.0, False), "kept"),
+             "specks": (specks, "kept"), "faint specks": (flat + (specks > 250) * np.uint8(3), "monochrome"),
+             "flat, std 5.5": (noisy(flat, 5.5, True), "monochrome"), "flat, std 6.5": (noisy(flat, 6.5, True), "kept")}
+    sampled = {name: clean.verdict(rgb, p) for name, (rgb, _) in cases.items()}
+    assert clean.verdict_pixels(art).shape == (clean.VERDICT_PIXELS, 3) < art.reshape(-1, 3).shape
+    monkeypatch.setattr(clean, "VERDICT_PIXELS", 1 << 40)
+    for name, (rgb, expected) in cases.items():
+        full = clean.verdict(rgb, p)
+        assert sampled[name][0] == full[0] == expected, (name, sampled[name], full)
+        numbers = [float(s.split()[-3]) for s in (sampled[name][1], full[1]) if s]
+        assert not numbers or abs(numbers[0] - numbers[1]) < 0.05, (name, sampled[name], full)

@@ -320,3 +320,69 @@ def test_the_log_says_what_the_shard_did(cascade_path, crowd, tiles, tmp_path):
     assert "4 images read in " in line and " s/image), framing face: " in line
     assert f"{over + 3} faces found, 2 images with a kept face, 3 crops" in line
     assert f"not kept: no_face 1, over_max_faces {over}, undecodable 1" in line
+
+
+def _iou(a, b) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(x1 - x0, 0) * max(y1 - y0, 0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@pytest.fixture(scope="module")
+def big_originals(tadne_grid, tmp_path_factory):
+    """Large 4:3 pictures (1600-4000 px wide) with two one-face tiles of the grid each, scaled
+    to a quarter to nearly half of the width: the kind of original detect_side shrinks."""
+    out = tmp_path_factory.mktemp("big")
+    grid = Image.open(tadne_grid).convert("RGB")
+    tiles = iter((2, 9, 12, 20, 26, 31, 35, 9))
+    paths = {}
+    for width, share in ((1600, 0.4), (2400, 0.3), (3200, 0.35), (4000, 0.25)):
+        height, side = width * 3 // 4, int(width * share)
+        canvas = Image.new("RGB", (width, height), (238, 233, 228))
+        for j in range(2):
+            r, c = divmod(next(tiles), 6)
+            tile = grid.crop((c * 512, r * 512, c * 512 + 512, r * 512 + 512)).resize((side, side), Image.LANCZOS)
+            canvas.paste(tile, (j * width // 2 + (width // 2 - side) // 2, (height - side) // 2))
+        paths[f"w{width}"] = out / f"w{width}.jpg"
+        canvas.save(paths[f"w{width}"], quality=92)
+    return paths
+
+
+def test_big_originals_are_searched_small_and_find_the_full_size_faces(cascade_path, big_originals, tmp_path):
+    """Searching a shrunk copy finds the faces a full-size search finds, at the same places
+    (boxes in the original's coordinates), and the crops are the original's own pixels."""
+    cascade = faces.load_cascade(cascade_path)
+    for name, path in big_originals.items():
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        assert faces.detect_scale(rgb.shape[1], rgb.shape[0], faces.FaceParams()) < 0.7, name
+        full = faces.detect(cascade, rgb, faces.FaceParams(detect_side=None))
+        small = faces.detect(cascade, rgb, faces.FaceParams())
+        assert len(full) == len(small) == 2, (name, full, small)
+        for box in full:
+            assert max(_iou(box, other) for other in small) > 0.75, (name, box, small)
+    rows = _faces(tmp_path, cascade_path, {"w4000": big_originals["w4000"]})
+    src = np.asarray(Image.open(big_originals["w4000"]).convert("RGB"))
+    assert [r["status"] for r in rows] == ["face", "face"]
+    for r in rows:  # the last picture's (w4000) full-size boxes, as the manifest has them
+        face_box = tuple(map(int, r["face_box"].split(",")))
+        assert max(_iou(face_box, box[:4]) for box in full) > 0.75, (face_box, full)
+        x, y, w, h = map(int, r["box"].split(","))
+        assert np.array_equal(np.asarray(Image.open(r["path"])), src[y:y + h, x:x + w])
+
+
+def test_the_smallest_face_searched_grows_with_a_shrunk_picture(cascade_path, tmp_path):
+    """A face smaller than the cascade's window on the shrunk copy cannot be found: the
+    no_face row says which sizes were searched, so a person can lower detect_side."""
+    cascade = faces.load_cascade(cascade_path)
+    p = faces.FaceParams(min_size=50, detect_side=1000)
+    assert faces.min_face(cascade, 800, 600, p) == 50
+    assert faces.min_face(cascade, 4000, 3000, p) == 96  # the 24 px window, 4x
+    assert faces.min_face(cascade, 4000, 3000, faces.FaceParams(min_size=200, detect_side=1000)) == 200
+    assert faces.min_face(cascade, 4000, 3000, faces.FaceParams(min_size=50, detect_side=None)) == 50
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (3000, 2000), (200, 180, 170)).save(flat)
+    (row,) = _faces(tmp_path, cascade_path, {"flat": flat}, detect_side=1000)
+    assert (row["status"], row["detail"]) == ("no_face", "3000x2000, searched for faces of 72 px and up")
+    with pytest.raises(ValueError, match="detect_side"):
+        faces.FaceParams(detect_side=0)

@@ -11,7 +11,9 @@ two cores:
            grey, equalizeHist, detectMultiScale(gray, 1.1, 5, minSize=(50, 50)) at full
            size, crop, save; on the first --recipe images (the set is i.i.d.)
   ganflow  faces.make_faces in two shard jobs with the default FaceParams (detect_side
-           1024): one interpreter and cascade per shard, large pictures searched shrunk
+           1024, max_crop_side 1024): one interpreter and cascade per shard, large pictures
+           searched shrunk, crops longer than 1024 px stored shrunk; --detect-side and
+           --max-crop-side (0: full size) try other values
 
 Prints images/s of each and their ratio, then the agreement of ganflow's boxes with the
 recipe's full-size ones on the images both ran (a match: IoU >= 0.5).
@@ -95,21 +97,21 @@ def make_originals(out: Path, n: int, seed: int) -> tuple[list[Path], list[float
     return paths, mpx
 
 
-def _shard(ids: str, out: str, detect_side: int | None) -> None:
-    faces.make_faces(Path(ids), Path(out), Path(out + ".tsv"), faces.FaceParams(detect_side=detect_side),
-                     cascade_path=CASCADE)
+def _shard(ids: str, out: str, detect_side: int | None, max_crop_side: int | None) -> None:
+    faces.make_faces(Path(ids), Path(out), Path(out + ".tsv"),
+                     faces.FaceParams(detect_side=detect_side, max_crop_side=max_crop_side), cascade_path=CASCADE)
 
 
-def run_ganflow(sources: list[Path], root: Path, detect_side: int | None) -> list[dict]:
+def run_ganflow(sources: list[Path], root: Path, detect_side: int | None, max_crop_side: int | None) -> list[dict]:
     """make_faces in JOBS shard jobs, as Snakemake runs them; the manifests' rows."""
     jobs = []
     for s in range(JOBS):
         ids = root / f"ids-{s}.tsv"
         write_tsv(ids, [{"id": k, "path": str(p)} for k, p in enumerate(sources) if k % JOBS == s], ID_COLUMNS)
-        jobs.append((str(ids), str(root / f"faces-{detect_side}-{s}"), detect_side))
+        jobs.append((str(ids), str(root / f"faces-{detect_side}-{max_crop_side}-{s}"), detect_side, max_crop_side))
     with ProcessPoolExecutor(JOBS) as pool:
         list(pool.map(_shard, *zip(*jobs)))
-    return [r for _, out, _ in jobs for r in read_tsv(out + ".tsv")]
+    return [r for _, out, _, _ in jobs for r in read_tsv(out + ".tsv")]
 
 
 def iou(a, b) -> float:
@@ -145,6 +147,8 @@ def main() -> None:
     ap.add_argument("--recipe", type=int, default=60, help="images the (slow) recipe runs on")
     ap.add_argument("--detect-side", type=int, nargs="+", default=[faces.FaceParams.detect_side],
                     help="faces.detect_side values to run ganflow with (0: full size)")
+    ap.add_argument("--max-crop-side", type=int, nargs="+", default=[faces.FaceParams.max_crop_side],
+                    help="faces.max_crop_side values to run ganflow with (0: full size)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,15 +169,16 @@ def main() -> None:
               f"{recipe_rate:6.2f} images/s, {c_recipe:5.2f} CPU s/image", flush=True)
         reference = {k: [tuple(map(int, line.split())) for line in (root / f"recipe/{k}.boxes").read_text()
                          .splitlines()] for k in range(len(subset))}
-        for side in args.detect_side:
+        for side, crop_side in [(d, m) for d in args.detect_side for m in args.max_crop_side]:
             t0, c0 = time.perf_counter(), cpu_seconds()
-            rows = run_ganflow(sources, root, side or None)
+            rows = run_ganflow(sources, root, side or None, crop_side or None)
             t_ours, c_ours = time.perf_counter() - t0, (cpu_seconds() - c0) / len(sources)
             ours: dict[int, list] = {}
             for r in rows:
                 if r["face_box"] and int(r["id"]) < len(subset):
                     ours.setdefault(int(r["id"]), []).append(tuple(map(int, r["face_box"].split(","))))
-            print(f"ganflow faces, detect_side {side or 'full':>5}  {len(sources):>4} images {t_ours:7.1f} s "
+            print(f"ganflow faces, detect_side {side or 'full':>5}, max_crop_side {crop_side or 'full':>5}  "
+                  f"{len(sources):>4} images {t_ours:7.1f} s "
                   f"{len(sources) / t_ours:6.2f} images/s, {c_ours:5.2f} CPU s/image: "
                   f"{len(sources) / t_ours / recipe_rate:.1f}x the recipe's rate, {c_recipe / c_ours:.1f}x less CPU; "
                   f"faces vs the recipe's: {agreement(reference, ours)}", flush=True)

@@ -32,7 +32,16 @@ def validate(config: dict, schema_path: str | Path) -> dict:
             raise ConfigError(f"config key {where}{unknown[0]} is not known; "
                               f"allowed there: {', '.join(known)} (see {schema_path})")
         raise ConfigError(f"config key {key}: {err.message} (see {schema_path})")
-    return _training_resolution(_with_defaults(copy.deepcopy(config), schema))
+    return _crop_side(_training_resolution(_with_defaults(copy.deepcopy(config), schema)))
+
+
+def _crop_side(config: dict) -> dict:
+    """Crops stored smaller than the final images would be enlarged for nothing: refuse it."""
+    side, images = config["faces"]["max_crop_side"], config["images"]["resolution"]
+    if side is not None and side < images:
+        raise ConfigError(f"config key faces.max_crop_side: {side} is smaller than images.resolution {images}; "
+                          f"raise it (or set null to store crops at full size)")
+    return config
 
 
 def _training_resolution(config: dict) -> dict:

@@ -5,7 +5,9 @@ process per image, as the usual xargs recipe does, spends most of its time loadi
 OpenCV and the cascade. Crops are cut from the image after EXIF
 orientation and colour conversion to sRGB, so every later stage sees the same pixels.
 Boxes are in that upright image's coordinates, also where a large original was searched
-on a shrunk copy (detect_side), which is most of the stage's speed on big pictures.
+on a shrunk copy (detect_side), which is most of the stage's speed on big pictures; a crop
+longer than max_crop_side is stored shrunk to it, since PNG-encoding huge crops was the
+next cost and no later stage needs more pixels than the training resolution.
 
 Every detected face gets a row: the best `max_faces` by detector score become crops
 (status face); the rest are cropped too, so that a contact sheet can show what the limit
@@ -31,7 +33,7 @@ from PIL import Image
 
 from .ids import ID_MAX_LENGTH, safe_id
 from .runlog import SetupError, progress
-from .imaging import Encoding, ImageRejected, load_with_encoding, peek_encoding, sha256_file, to_array
+from .imaging import Encoding, ImageRejected, load_with_encoding, peek_encoding, sha256_file
 from .tables import atomic_path, read_tsv, remove_stale, write_if_changed, write_tsv
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ FACE_COLUMNS = ["crop", "id", "source", "path", "box", "score", "sha256", "statu
                 "format", "lossless", "quality", "face_box", "face_phash", "face_rgb", "source_size", "source_phash",
                 "source_centre_phash"]
 CENTRE_SHARE = 0.9
+# Perceptual hashes of pictures this long or longer (per axis) are taken of a copy box-reduced
+# by the whole factor that keeps it at least this long (see _phash).
+PHASH_BOX_FROM = 1024
 FACE_MARGIN = 0.1
 FRAMINGS = ("face", "portrait")
 # The portrait framing's margins, in face-box sizes: room above for hair and hats, below
@@ -113,12 +118,15 @@ class FaceParams:
     framing: str = "face"
     solo: bool = False
     detect_side: int | None = 1024
+    max_crop_side: int | None = 1024
 
     def __post_init__(self) -> None:
         if self.framing not in FRAMINGS:
             raise ValueError(f"faces.framing must be one of {', '.join(FRAMINGS)}, not {self.framing!r}")
         if self.detect_side is not None and self.detect_side < 1:
             raise ValueError(f"faces.detect_side must be a positive number of pixels or null, not {self.detect_side!r}")
+        if self.max_crop_side is not None and self.max_crop_side < 1:
+            raise ValueError(f"faces.max_crop_side must be a positive number of pixels or null, not {self.max_crop_side!r}")
 
 
 def detect(cascade: cv2.CascadeClassifier, rgb: np.ndarray, p: FaceParams) -> list[tuple[int, int, int, int, float]]:
@@ -211,9 +219,10 @@ def make_faces(ids_tsv: Path, out_dir: Path, out_tsv: Path, params: FaceParams,
         except ImageRejected as exc:
             rows.append({**base, "status": exc.reason, "detail": exc.detail})
             continue
+        grey = image.convert("L")  # what imagehash.phash converts to, once for all of this picture's hashes
         base.update(_encoding_cells(encoding), source_size=f"{image.width}x{image.height}",
-                    source_phash=str(imagehash.phash(image)), source_centre_phash=str(imagehash.phash(_centre(image))))
-        rgb = to_array(image)
+                    source_phash=_phash(grey), source_centre_phash=_phash(_centre(grey)))
+        rgb = np.asarray(image)  # load_srgb's image is RGB: no conversion copy
         faces = detect(cascade, rgb, params)
         found += len(faces)
         if not faces:
@@ -230,12 +239,12 @@ def make_faces(ids_tsv: Path, out_dir: Path, out_tsv: Path, params: FaceParams,
                                       params.framing)
             crop_id = f"{item['id']}-{k}"
             path = out_dir / f"{crop_id}.png"
-            digest = _write_png(rgb[by:by + bh, bx:bx + bw], path)
+            digest = _write_png(fit_side(rgb[by:by + bh, bx:bx + bw], params.max_crop_side), path)
             written.add(path.name)
             kept = k < params.max_faces
             rows.append({**base, "crop": crop_id, "path": str(path), "box": f"{bx},{by},{bw},{bh}",
                          "score": round(score, 3), "sha256": digest, "face_box": f"{x},{y},{w},{h}",
-                         **_face_cells(image, rgb, (x, y, w, h)),
+                         **_face_cells(grey, rgb, (x, y, w, h)),
                          "status": "face" if kept else "over_max_faces",
                          "detail": "" if kept else f"face {k + 1} of {len(faces)} by score; faces.max_faces "
                                                    f"is {params.max_faces}"})
@@ -261,15 +270,36 @@ def _log_summary(shard: str, counts: dict, found: int, rows: list[dict], seconds
              ", solo" if params.solo else "", found, counts["with_face"], counts["crops"], why)
 
 
-def _face_cells(image: Image.Image, rgb: np.ndarray, box: tuple[int, int, int, int]) -> dict:
+def _face_cells(grey: Image.Image, rgb: np.ndarray, box: tuple[int, int, int, int]) -> dict:
     """face_phash and face_rgb of the detector's box grown by FACE_MARGIN (clipped to the
-    picture): a little context steadies the hash against the box's jitter between copies."""
+    picture): a little context steadies the hash against the box's jitter between copies.
+    `grey` is the picture in mode L, `rgb` its pixels."""
     x, y, w, h = box
     gx, gy = round(w * FACE_MARGIN), round(h * FACE_MARGIN)
-    left, top, right, bottom = max(x - gx, 0), max(y - gy, 0), min(x + w + gx, image.width), min(y + h + gy, image.height)
+    left, top, right, bottom = max(x - gx, 0), max(y - gy, 0), min(x + w + gx, grey.width), min(y + h + gy, grey.height)
     mean = cv2.mean(rgb[top:bottom, left:right])[:3]  # ~5x numpy (which copies the box first)
-    return {"face_phash": str(imagehash.phash(image.crop((left, top, right, bottom)))),
+    return {"face_phash": _phash(grey.crop((left, top, right, bottom))),
             "face_rgb": ",".join(str(round(float(v))) for v in mean)}
+
+
+def _phash(grey: Image.Image) -> str:
+    """imagehash.phash of a mode-L picture. One PHASH_BOX_FROM long or longer is box-reduced
+    first by the whole factor that keeps it at least that long (what PIL's reducing_gap does):
+    the hash's Lanczos shrink to 32 px costs ~6 operations per source pixel (40 ms for two
+    hashes of a 7 Mpx picture), and a 32 px thumbnail of the reduced copy is all but the same.
+    Pictures under twice PHASH_BOX_FROM on both sides are hashed exactly as before."""
+    factors = (max(grey.width // PHASH_BOX_FROM, 1), max(grey.height // PHASH_BOX_FROM, 1))
+    return str(imagehash.phash(grey if factors == (1, 1) else grey.reduce(factors)))
+
+
+def fit_side(rgb: np.ndarray, side: int | None) -> np.ndarray:
+    """A crop longer than `side` shrunk (area-averaged) to that longest side, else as it is:
+    PNG-encoding is most of the stage's cost on big originals, and grows with the crop's area."""
+    height, width = rgb.shape[:2]
+    if side is None or max(height, width) <= side:
+        return rgb
+    scale = side / max(height, width)
+    return cv2.resize(rgb, (max(round(width * scale), 1), max(round(height * scale), 1)), interpolation=cv2.INTER_AREA)
 
 
 def _centre(image: Image.Image) -> Image.Image:

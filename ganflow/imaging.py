@@ -182,7 +182,7 @@ def to_srgb(img: Image.Image) -> Image.Image:
             img = ImageCms.profileToProfile(img.convert(mode), src, _SRGB, outputMode="RGB")
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass  # a broken profile is common in the wild; the pixels are still usable
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")  # no copy of a decode that is RGB already
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:

@@ -57,6 +57,15 @@ def test_training_resolution_is_checked_before_any_job(resolution, message):
         validate(cfg, SCHEMA)
 
 
+def test_crops_may_not_be_stored_smaller_than_the_images():
+    cfg = _demo()
+    cfg["images"]["resolution"], cfg["faces"]["max_crop_side"] = 512, 256
+    with pytest.raises(ConfigError, match="faces.max_crop_side: 256 is smaller than images.resolution 512"):
+        validate(cfg, SCHEMA)
+    cfg["faces"]["max_crop_side"] = None
+    assert validate(cfg, SCHEMA)["faces"]["max_crop_side"] is None
+
+
 @pytest.mark.parametrize("images, expected", [(64, 64), (96, 64), (512, 512)])
 def test_training_resolution_defaults_to_the_images(images, expected):
     cfg = _demo()

@@ -386,3 +386,42 @@ def test_the_smallest_face_searched_grows_with_a_shrunk_picture(cascade_path, tm
     assert (row["status"], row["detail"]) == ("no_face", "3000x2000, searched for faces of 72 px and up")
     with pytest.raises(ValueError, match="detect_side"):
         faces.FaceParams(detect_side=0)
+
+
+@pytest.fixture(scope="module")
+def huge_faces(tadne_grid, tmp_path_factory):
+    """A 4000x3000 JPEG with two one-face tiles of the grid at 1800 px: crops far longer than
+    max_crop_side, in a picture whose hashes are taken of a box-reduced copy."""
+    grid = Image.open(tadne_grid).convert("RGB")
+    canvas = Image.new("RGB", (4000, 3000), (238, 233, 228))
+    for j, k in enumerate((12, 26)):
+        r, c = divmod(k, 6)
+        tile = grid.crop((c * 512, r * 512, c * 512 + 512, r * 512 + 512)).resize((1800, 1800), Image.LANCZOS)
+        canvas.paste(tile, (100 + j * 2000, 600))
+    path = tmp_path_factory.mktemp("huge") / "huge.jpg"
+    canvas.save(path, quality=92)
+    return path
+
+
+def test_crops_longer_than_max_crop_side_are_stored_shrunk(cascade_path, huge_faces, tmp_path):
+    """max_crop_side changes only the stored pixels: the same faces, boxes (in the original's
+    coordinates) and scores as full-size crops, each crop the full-size one area-shrunk to
+    the longest side; clean then keeps them."""
+    full = _faces(tmp_path / "full", cascade_path, {"huge": huge_faces}, max_crop_side=None)
+    capped = _faces(tmp_path / "capped", cascade_path, {"huge": huge_faces}, max_crop_side=600)
+    assert [r["status"] for r in capped] == ["face", "face"]
+    keys = ("crop", "box", "face_box", "score", "source_size", "source_phash", "face_phash", "face_rgb")
+    assert [[r[k] for k in keys] for r in capped] == [[r[k] for k in keys] for r in full]
+    for small, big in zip(capped, full):
+        big_img = Image.open(big["path"])
+        assert big_img.size[0] == int(big["box"].split(",")[2]) > 900
+        shrunk = np.asarray(big_img.resize((600, 600), Image.BOX), dtype=np.int16)
+        got = np.asarray(Image.open(small["path"]), dtype=np.int16)
+        assert got.shape == (600, 600, 3) and np.abs(got - shrunk).mean() < 1.0
+    clean.make_clean(tmp_path / "capped/faces.tsv", tmp_path / "clean.tsv", clean.CleanParams())
+    assert [(r["verdict"], r["width"]) for r in read_tsv(tmp_path / "clean.tsv")] == [("kept", "600")] * 2
+    # a 4000x3000 picture's hashes come from a copy box-reduced 3x: at most a bit or two from exact
+    exact = imagehash.phash(Image.open(huge_faces))
+    assert exact - imagehash.hex_to_hash(full[0]["source_phash"]) <= 2
+    with pytest.raises(ValueError, match="max_crop_side"):
+        faces.FaceParams(max_crop_side=0)

@@ -3,14 +3,20 @@
 Danbooru metadata is messy at scale (broken lines, ids that are not numbers, odd
 extensions, posts whose file the mirror lacks), so every post lands either in a shard
 list or in the rejection table with its reason; posts filtered out on purpose (rating,
-tags) are only counted. The shard lists name only regular files this process can read:
-they become Snakemake inputs of the faces stage, and one file that Snakemake cannot read
-(or a name that cannot go in a table) would stop the whole run there. A selection with
-no image at all is a broken setup and stops here, naming the config key to change.
+tags) are only counted. The shard lists name only regular files this process can read
+(and names a table can hold). A selection with no image at all is a broken setup and
+stops here, naming the config key to change.
+
+Reruns follow the sources' content without making each image a Snakemake input (its
+per-input checks made a run with nothing to do take 43 s at 100k images once their
+times had changed, and grow with the image count): the stage also keeps a per-shard listing of its files' size, times and
+sha256 (`shard_content` rehashes only what changed), and `source_tree` is a cheap digest
+of which files exist, from the folders' own modification times.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import itertools
@@ -23,17 +29,23 @@ import stat
 import tarfile
 import unicodedata
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from .runlog import SetupError
-from .tables import atomic_open, write_tsv
+from .tables import atomic_open, remove_stale, write_tsv
 
 log = logging.getLogger(__name__)
 
 ID_COLUMNS = ["id", "path", "rating", "tags"]
 REJECT_COLUMNS = ["source", "line", "id", "reason", "detail"]
+# A shard's listing: what its selected files held when last hashed. An entry is trusted
+# while the file's size, mtime and ctime (which also moves on chmod, or on a copy that
+# restores the mtime) are unchanged, and rehashed otherwise.
+LISTING_COLUMNS = ["path", "size", "mtime_ns", "ctime_ns", "sha256"]
+HASH_THREADS = 8  # reading is the bottleneck (a network disk); hashlib runs outside the GIL
 IMAGE_EXTS = frozenset({"jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"})
 _EXT_RE = re.compile(r"^[a-z0-9]{1,5}$")
 _RATINGS = {"s": "s", "safe": "s", "g": "g", "general": "g", "sensitive": "s",
@@ -123,9 +135,9 @@ FILE_PROBLEMS = ("missing_file", "broken_link", "not_a_file", "unreadable")  # w
 def file_problem(path: Path) -> tuple[str, str] | None:
     """(reason, detail) when `path` is not a regular file this process can read, else None.
 
-    Only what opens is declared as a Snakemake input: Snakemake checksums its inputs and
-    stops the whole run on one it cannot read. FIFOs and devices are never opened (reading
-    a FIFO blocks until someone writes to it).
+    Only what opens is selected: the listing hashes every selected file, and the faces
+    stage reads it. FIFOs and devices are never opened (reading a FIFO blocks until
+    someone writes to it).
     """
     try:
         mode = path.stat().st_mode
@@ -468,19 +480,144 @@ def _check_selected(sel: Selection, posts_in: str, files_in: str) -> None:
     raise SetupError(f"the ids stage selected no image ({counts}): {fix}")
 
 
-def source_listing(root: str | Path, kind: str) -> str:
-    """Digest of which entries the source holds and their type and permissions (no reads):
-    adding, removing or chmod-ing files changes it and reruns the ids stage; editing one does
-    not (the faces stage sees that)."""
+def source_tree(root: str | Path, kind: str) -> str:
+    """Digest of the source tree's folders: path, mode and modification time of each.
+
+    A folder's mtime moves whenever an entry in it is added, removed or renamed (a file
+    copied in, a broken link, a FIFO), so the ids stage reruns for those and for nothing
+    that leaves the folders as they are: touching or editing files (the listing sees
+    edits), or changing a file's permissions (`shard_content` sees a selected file become
+    unreadable; a rejected one made readable again is picked up once its folder is
+    touched). Only folders are stat-ed: the cost grows with the folder count, and with
+    the file count only by listing entries to find the subfolders.
+    """
     root = Path(root)
     top = root / "original" if kind == "danbooru" else root
+    real_root = top.resolve()
+    followed: set[Path] = set()
     h = hashlib.sha256()
-    for path, error in _walk(top):
+
+    def visit(folder: str, relative: str) -> None:
         try:
-            mode = "error" if error else f"{path.lstat().st_mode:o}"
-        except OSError:
-            mode = "gone"
-        h.update(os.fsencode(path.relative_to(top).as_posix()) + f" {mode}\n".encode())
+            st = os.stat(folder)
+            with os.scandir(folder) as listing:
+                subfolders = sorted(e.name for e in listing if _entry_is_dir(e))
+        except OSError as exc:
+            h.update(os.fsencode(relative) + f" error {exc.errno}\n".encode())
+            return
+        h.update(os.fsencode(relative) + f" {st.st_mode:o} {st.st_mtime_ns}\n".encode())
+        for name in subfolders:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):  # followed once if outside the tree, as _walk does
+                real = Path(path).resolve()
+                if real == real_root or real_root in real.parents or real in followed:
+                    continue
+                followed.add(real)
+            visit(path, f"{relative}/{name}")
+
+    visit(str(top), ".")
+    return h.hexdigest()[:20]
+
+
+def _entry_is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # from the listing itself, no system call, for a plain entry
+    except OSError:  # a symlink loop
+        return False
+
+
+# A listing entry: (path, size, mtime_ns, ctime_ns, sha256), as the strings of its row.
+Entry = tuple[str, str, str, str, str]
+
+
+def _file_entry(path: str) -> Entry:
+    """A listing entry for `path`, hashed now; sha256 "" when it is no readable regular file
+    (missing, a FIFO, permissions), which no content hashes to, so its shard reruns and
+    the faces stage reports the file. Opened without blocking, and stat-ed through the
+    open file, so the times belong to the bytes hashed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return path, "", "", "", ""
+    try:
+        st = os.fstat(fd)
+        digest = ""
+        if stat.S_ISREG(st.st_mode):
+            h = hashlib.sha256()
+            chunk = min(st.st_size + 1, 1 << 20)  # a small file in one read, no big buffer
+            while data := os.read(fd, chunk):
+                h.update(data)
+            digest = h.hexdigest()
+    except OSError:
+        return path, "", "", "", ""
+    finally:
+        os.close(fd)
+    return path, str(st.st_size), str(st.st_mtime_ns), str(st.st_ctime_ns), digest
+
+
+def _unchanged(entry: Entry | None, path: str) -> bool:
+    """Whether `path` still has the size and times its listing entry was hashed at."""
+    if entry is None or not entry[4]:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return entry[1:4] == (str(st.st_size), str(st.st_mtime_ns), str(st.st_ctime_ns))
+
+
+def _column_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a TSV written by write_tsv, as lists: csv.reader is several
+    times faster than read_tsv's dicts, which counts on a check of millions of rows."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        return next(reader, []), list(reader)
+
+
+def read_listing(path: Path) -> dict[str, Entry]:
+    """path -> entry of a listing; a missing or damaged listing is an empty one (it is a
+    cache of hashes: what it lacks is hashed again)."""
+    try:
+        header, rows = _column_rows(path)
+        if header != LISTING_COLUMNS:
+            return {}
+        return {row[0]: tuple(row) for row in rows if len(row) == len(LISTING_COLUMNS)}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+
+
+def _write_listing(path: Path, entries: Iterable[Entry]) -> None:
+    write_tsv(path, (dict(zip(LISTING_COLUMNS, e)) for e in entries), LISTING_COLUMNS)
+
+
+def listing_entries(paths: Sequence[str], known: Mapping[str, Entry]) -> list[Entry]:
+    """The entries of `paths`: those of `known` whose file is unchanged, the rest hashed."""
+    entries = [known.get(p) for p in paths]
+    stale = [i for i, (p, e) in enumerate(zip(paths, entries)) if not _unchanged(e, p)]
+    if stale:  # a slice per thread: a future per file would cost more than hashing a small one
+        slices = [stale[k::HASH_THREADS] for k in range(HASH_THREADS)]
+        with ThreadPoolExecutor(HASH_THREADS) as pool:
+            for part, hashed in zip(slices, pool.map(lambda part: [_file_entry(paths[i]) for i in part], slices)):
+                for i, entry in zip(part, hashed):
+                    entries[i] = entry
+    return entries
+
+
+def shard_content(ids_tsv: Path, listing: Path) -> str:
+    """Digest of the content of a shard's selected files: changes when one's bytes change,
+    not when it is touched or copied. Costs a stat per file plus a hash of each file
+    whose size or times changed; the listing keeps those hashes (rewritten only then), so
+    a touch costs one hash once, not one per run."""
+    header, rows = _column_rows(ids_tsv)
+    column = header.index("path")
+    paths = [row[column] for row in rows]
+    known = read_listing(listing)
+    entries = listing_entries(paths, known)
+    if len(known) != len(entries) or any(known.get(e[0]) != e for e in entries):
+        _write_listing(listing, entries)
+    h = hashlib.sha256()
+    for entry in entries:
+        h.update(os.fsencode(entry[0]) + f"\t{entry[4]}\n".encode())
     return h.hexdigest()[:20]
 
 
@@ -491,12 +628,16 @@ def _raw_id(text: str) -> str:
 
 # ---------------------------------------------------------------- writing
 
-def write_selection(sel: Selection, out_dir: Path, shards: int) -> dict:
-    """Write {shard}.tsv for every shard (empty ones too), rejected.tsv and summary.json."""
+def _by_shard(sel: Selection, shards: int) -> dict[str, list[dict]]:
     by_shard: dict[str, list[dict]] = {shard_of(i, shards): [] for i in range(shards)}
     for row in sorted(sel.rows, key=lambda r: r["id"]):
         by_shard[shard_of(row["key"], shards)].append(row)
-    for shard, rows in by_shard.items():
+    return by_shard
+
+
+def write_selection(sel: Selection, out_dir: Path, shards: int) -> dict:
+    """Write {shard}.tsv for every shard (empty ones too), rejected.tsv and summary.json."""
+    for shard, rows in _by_shard(sel, shards).items():
         write_tsv(Path(out_dir) / f"{shard}.tsv", rows, ID_COLUMNS)
     write_tsv(Path(out_dir) / "rejected.tsv", sel.rejected, REJECT_COLUMNS)
     counts = dict(sorted(sel.counts.items()))
@@ -505,3 +646,23 @@ def write_selection(sel: Selection, out_dir: Path, shards: int) -> dict:
     for key, n in counts.items():
         log.info("select %s: %d", key, n)
     return counts
+
+
+def write_listings(sel: Selection, listing_dir: Path, shards: int) -> None:
+    """Write every shard's listing ({shard}.tsv in `listing_dir`), hashing only the files
+    that no previous listing holds unchanged: the listings are no declared output, which
+    Snakemake would delete before this stage reruns, so that one new file in a million
+    costs one hash, not a million."""
+    listing_dir = Path(listing_dir)
+    known: dict[str, Entry] = {}
+    for path in sorted(listing_dir.glob("*.tsv")):
+        known.update(read_listing(path))
+    by_shard = _by_shard(sel, shards)
+    paths = [row["path"] for rows in by_shard.values() for row in rows]
+    entries = listing_entries(paths, known)
+    hashed = sum(1 for e in entries if known.get(e[0]) is not e)
+    rest = iter(entries)
+    for shard, rows in by_shard.items():
+        _write_listing(listing_dir / f"{shard}.tsv", [next(rest) for _ in rows])
+    remove_stale(listing_dir, {f"{shard}.tsv" for shard in by_shard}, ["*.tsv"])
+    log.info("listing: %d files, %d hashed (new or changed), the rest as listed before", len(paths), hashed)

@@ -15,7 +15,6 @@ from pathlib import Path as _Path
 
 from ganflow import ids as _ids
 from ganflow.digest import canonical, script_digest
-from ganflow.tables import read_tsv
 
 R = f"results/{config['dataset']}"
 LOGS = f"logs/{config['dataset']}"
@@ -237,24 +236,39 @@ def metadata_files():
 
 
 def source_listing():
-    """A digest of the source tree's listing, so that adding or removing files reruns ids;
-    the generated demo mirror is tracked through its rule instead (it does not exist yet).
+    """A digest of the source tree's folders (their modification times), so that adding or
+    removing files reruns ids without listing every file at parse time; the generated
+    demo mirror is tracked through its rule instead (it does not exist yet).
     """
     if IS_DEMO:
         return ""
-    return _ids.source_listing(user_source_root(), config["source"]["kind"])
+    return _ids.source_tree(user_source_root(), config["source"]["kind"])
 
 
-def shard_sources(wildcards):
-    """The shard's source images, as inputs: editing one reruns exactly this shard."""
-    ids = checkpoints.ids.get().output.ids[SHARDS.index(wildcards.shard)]
-    return [row["path"] for row in read_tsv(ids)]
+# Per shard: size, times and sha256 of its selected files (ganflow.ids.shard_content).
+SOURCE_LISTINGS = f"{R}/ids/sources"
+_SHARD_CONTENT = {}
 
 
-def dedupe_slice(wildcards):
-    """The shard's slice of the global dedupe (known once the checkpoint has run)."""
-    checkpoints.dedupe.get()
-    return f"{R}/dedupe/{wildcards.shard}.tsv"
+def shard_content(wildcards):
+    """A param for the content of the shard's source images (no image is an input, which
+    costs Snakemake per image on every run): editing one reruns exactly this shard,
+    touching it reruns nothing, and only files whose size or times changed are rehashed.
+    Snakemake asks twice per run (it rebuilds the faces jobs once the ids checkpoint is
+    known); the answer is kept per version of the shard's id list, which a rerun of ids
+    replaces, and ids reruns before any faces job is asked.
+    """
+    ids = _Path(f"{R}/ids/{wildcards.shard}.tsv")
+    try:
+        st = ids.stat()
+    except OSError:  # not made yet: the job is re-checked once ids ran
+        return ""
+    key = (wildcards.shard, st.st_ino, st.st_mtime_ns)
+    if key not in _SHARD_CONTENT:
+        _SHARD_CONTENT[key] = _ids.shard_content(
+            ids, _Path(f"{SOURCE_LISTINGS}/{wildcards.shard}.tsv")
+        )
+    return _SHARD_CONTENT[key]
 
 
 def keep_list(wildcards):

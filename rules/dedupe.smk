@@ -1,5 +1,7 @@
 # Kept crops of every shard -> global near-duplicate clusters, and each shard's slice.
-# A checkpoint: once it has run, each images job is re-checked against its own slice.
+# A checkpoint: once it has run, each images job is re-checked against its own slice (a
+# static input: an input function calling checkpoints.dedupe.get() would expand every
+# slice for every images job, quadratic in the shard count).
 
 
 checkpoint dedupe:

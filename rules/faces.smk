@@ -25,7 +25,6 @@ rule faces_cascade:
 rule faces:
     input:
         ids=f"{R}/ids/{{shard}}.tsv",
-        sources=shard_sources,
         cascade=CASCADE if config["faces"]["enabled"] else [],
     output:
         crops=directory(f"{R}/faces/{{shard}}"),
@@ -38,6 +37,7 @@ rule faces:
         CONDA_ENV
     params:
         faces=section("faces"),
+        sources=shard_content,
         code=code_digest("faces"),
     script:
         adapter("faces")

@@ -1,5 +1,7 @@
 # Metadata (or a plain folder) -> selected ids, one list per shard.
 # A checkpoint: once it has run, each faces job is re-checked against its own shard list.
+# It also writes each shard's listing of file hashes under ids/sources/, on purpose no
+# declared output (Snakemake would delete it before a rerun, which then rehashes all).
 
 
 checkpoint ids:
@@ -20,6 +22,7 @@ checkpoint ids:
         filters=section("select"),
         shards=config["shards"],
         listing=source_listing(),
+        listings=SOURCE_LISTINGS,
         code=code_digest("ids"),
     script:
         adapter("ids")

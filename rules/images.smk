@@ -4,7 +4,7 @@
 rule images:
     input:
         clean=f"{R}/clean/{{shard}}.tsv",
-        dedupe=dedupe_slice,
+        dedupe=f"{R}/dedupe/{{shard}}.tsv",
     output:
         images=directory(f"{R}/images/{{shard}}"),
         manifest=f"{R}/images/{{shard}}.tsv",

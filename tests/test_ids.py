@@ -241,15 +241,104 @@ def test_danbooru_bad_files_are_rows(tmp_path, monkeypatch):
         "2": "unreadable", "3": "not_a_file", "4": "broken_link", "5": "not_a_file", "6": "missing_file"}
 
 
-def test_source_listing_sees_new_bad_entries_and_permissions(tmp_path):
-    (tmp_path / "a.png").write_bytes(b"x")
-    before = ids.source_listing(tmp_path, "folder")
-    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere")
-    with_link = ids.source_listing(tmp_path, "folder")
-    (tmp_path / "a.png").chmod(0)
-    assert len({before, with_link, ids.source_listing(tmp_path, "folder")}) == 3
-    os.utime(tmp_path / "a.png")  # touching is no change
-    assert ids.source_listing(tmp_path, "folder") == ids.source_listing(tmp_path, "folder")
+def test_source_tree_sees_added_and_removed_entries_not_touches_or_edits(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.png").write_bytes(b"x")
+    (tmp_path / "b.png").write_bytes(b"x")
+    digests = [ids.source_tree(tmp_path, "folder")]
+    os.utime(tmp_path / "sub" / "a.png", ns=(1, 1))  # touching or editing a file is no change here
+    (tmp_path / "b.png").write_bytes(b"edited")
+    assert ids.source_tree(tmp_path, "folder") == digests[0]
+    (tmp_path / "sub" / "gone.png").symlink_to(tmp_path / "nowhere")  # deep in the tree
+    digests.append(ids.source_tree(tmp_path, "folder"))
+    (tmp_path / "b.png").unlink()
+    digests.append(ids.source_tree(tmp_path, "folder"))
+    (tmp_path / "sub" / "a.png").rename(tmp_path / "sub" / "c.png")
+    digests.append(ids.source_tree(tmp_path, "folder"))
+    assert len(set(digests)) == 4
+    (tmp_path / "original" / "0001").mkdir(parents=True)  # a Danbooru source: only original/
+    danbooru = ids.source_tree(tmp_path, "danbooru")
+    (tmp_path / "c.png").write_bytes(b"x")
+    assert ids.source_tree(tmp_path, "danbooru") == danbooru
+    (tmp_path / "original" / "0001" / "1.png").write_bytes(b"x")
+    assert ids.source_tree(tmp_path, "danbooru") != danbooru
+
+
+def _counting_hashes(monkeypatch) -> list[str]:
+    hashed: list[str] = []
+    real = ids._file_entry
+    monkeypatch.setattr(ids, "_file_entry", lambda path: hashed.append(path) or real(path))
+    return hashed
+
+
+def _shard(tmp_path: Path, names: list[str]) -> tuple[Path, Path, list[Path]]:
+    files = [tmp_path / "src" / n for n in names]
+    for i, f in enumerate(files):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"image %d" % i)
+    sel = ids.Selection(rows=[{"id": f.stem, "path": str(f), "rating": "", "tags": "", "key": 0} for f in files])
+    ids.write_selection(sel, tmp_path / "ids", shards=1)
+    return tmp_path / "ids" / "0000.tsv", tmp_path / "listing.tsv", files
+
+
+def test_shard_content_follows_bytes_and_rehashes_a_touched_file_once(tmp_path, monkeypatch):
+    ids_tsv, listing, files = _shard(tmp_path, ["a.png", "b.png", "c.png"])
+    hashed = _counting_hashes(monkeypatch)
+    first = ids.shard_content(ids_tsv, listing)
+    assert len(hashed) == 3 and [r["sha256"] for r in read_tsv(listing)] == [
+        hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    assert ids.shard_content(ids_tsv, listing) == first and len(hashed) == 3  # nothing changed: no hash
+    os.utime(files[0], ns=(10**18, 10**18))
+    written = listing.stat().st_mtime_ns
+    assert ids.shard_content(ids_tsv, listing) == first and hashed[3:] == [str(files[0])]
+    assert listing.stat().st_mtime_ns != written  # the touched file's new times are kept ...
+    written = listing.stat().st_mtime_ns
+    assert ids.shard_content(ids_tsv, listing) == first and len(hashed) == 4  # ... so it is hashed once
+    assert listing.stat().st_mtime_ns == written
+    files[1].write_bytes(b"edited")
+    edited = ids.shard_content(ids_tsv, listing)
+    assert edited != first and hashed[4:] == [str(files[1])]
+    listing.write_bytes(b"\xff\x00 not a listing")  # a damaged listing is rebuilt, not trusted
+    assert ids.shard_content(ids_tsv, listing) == edited and len(hashed) == 8
+
+
+def test_shard_content_sees_a_file_swapped_for_a_fifo_gone_or_locked_without_blocking(tmp_path, monkeypatch):
+    ids_tsv, listing, files = _shard(tmp_path, ["a.png", "b.png"])
+    digests = [ids.shard_content(ids_tsv, listing)]
+    files[0].unlink()
+    os.mkfifo(files[0])
+    _never_block()
+    try:
+        digests.append(ids.shard_content(ids_tsv, listing))
+    finally:
+        signal.alarm(0)
+    files[0].unlink()
+    digests.append(ids.shard_content(ids_tsv, listing))
+    assert digests[0] not in digests[1:]  # no readable content: the faces stage reports the file
+    files[0].write_bytes(b"image 0")  # the same bytes again: the same content
+    assert ids.shard_content(ids_tsv, listing) == digests[0]
+    _lock(monkeypatch, files[1])  # chmod moves the ctime: rehashed, and now unreadable
+    assert ids.shard_content(ids_tsv, listing) not in digests
+
+
+def test_write_listings_hashes_only_new_or_changed_files(tmp_path, monkeypatch):
+    root = tmp_path / "art"
+    root.mkdir()
+    for i in range(6):
+        (root / f"{i}.png").write_bytes(b"x%d" % i)
+    hashed = _counting_hashes(monkeypatch)
+    sel = ids.select_folder(root, ids.TagFilter())
+    ids.write_listings(sel, tmp_path / "sources", shards=3)
+    assert len(hashed) == 6
+    listings = {p.name: read_tsv(p) for p in sorted((tmp_path / "sources").glob("*.tsv"))}
+    assert sorted(listings) == ["0000.tsv", "0001.tsv", "0002.tsv"]
+    by_shard = {f"{shard}.tsv": [r["path"] for r in rows] for shard, rows in ids._by_shard(sel, 3).items()}
+    assert {name: [r["path"] for r in rows] for name, rows in listings.items()} == by_shard
+    (root / "new.png").write_bytes(b"new")
+    (root / "0.png").write_bytes(b"edited")
+    ids.write_listings(ids.select_folder(root, ids.TagFilter()), tmp_path / "sources", shards=2)
+    assert sorted(hashed[6:]) == [str(root / "0.png"), str(root / "new.png")]
+    assert sorted(p.name for p in (tmp_path / "sources").glob("*.tsv")) == ["0000.tsv", "0001.tsv"]
 
 
 def test_an_empty_selection_is_a_setup_error_naming_the_key(tmp_path):

@@ -166,8 +166,46 @@ def test_rerun_only_what_changed(demo_run):
     planned = jobs_planned(wd, "data")
     assert planned.get("faces") == 1 and planned.get("clean") == 1 and planned.get("dedupe") == 1
     assert "ids" not in planned and "demo" not in planned
+    res = wd / "results/demo"
+    inputs = {p.relative_to(res): p.read_bytes() for stage in ("clean", "dedupe") for p in (res / stage).glob("*.tsv")}
+    made = {p.name: p.stat().st_mtime_ns for p in (res / "images").glob("*.tsv")}
     snakemake(wd, "data")
     assert jobs_planned(wd, "data") == {}
+    # once dedupe reran, only the shards whose clean verdicts or dedupe slice changed made their images again
+    changed = {path.name for path, raw in inputs.items() if (res / path).read_bytes() != raw}
+    assert changed == {name for name, t in made.items() if (res / "images" / name).stat().st_mtime_ns != t}
+    assert len(changed) < len(made)
+
+
+def test_folder_source_reruns_ids_for_new_or_removed_files_and_one_shard_for_an_edit(tmp_path, cascade_path):
+    """No source image is a Snakemake input: a touch reruns nothing, an edit only its
+    shard's faces job, a file added or removed the ids stage (the folders' times)."""
+    art = tmp_path / "art"
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        (art / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(art / f"d{i % 2}" / f"{i}.png")
+    tiny_config(tmp_path, cascade_path, source={"kind": "folder", "root": "art"}, **{"faces.enabled": False})
+    targets = [f"results/demo/faces/{shard}.tsv" for shard in ("0000", "0001")]
+    snakemake(tmp_path, *targets)
+    assert jobs_planned(tmp_path, *targets) == {}
+    for p in art.rglob("*.png"):
+        os.utime(p, ns=(10**18, 10**18))
+    assert jobs_planned(tmp_path, *targets) == {}, "touching every source must rerun nothing"
+    edited = art / "d1" / "3.png"
+    edited.write_bytes(edited.read_bytes() + b"\0")
+    assert jobs_planned(tmp_path, *targets) == {"faces": 1}
+    snakemake(tmp_path, *targets)
+    assert jobs_planned(tmp_path, *targets) == {}
+    shutil.copyfile(edited, art / "d0" / "new.png")
+    assert "ids" in jobs_planned(tmp_path, *targets)
+    manifests = {t: (tmp_path / t).stat().st_mtime_ns for t in targets}
+    snakemake(tmp_path, *targets)
+    assert "art/d0/new.png" in {r["path"] for r in _rows(tmp_path, "ids")}
+    # ids reran; only the shard that got the file reran its faces job
+    assert sum((tmp_path / t).stat().st_mtime_ns != m for t, m in manifests.items()) == 1
+    (art / "d1" / "5.png").unlink()
+    assert "ids" in jobs_planned(tmp_path, *targets)
 
 
 def test_bad_config_stops_before_any_job(tmp_path, cascade_path):

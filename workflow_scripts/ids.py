@@ -1,4 +1,4 @@
-"""Adapter for rule ids: metadata or a plain folder -> ids/{shard}.tsv."""
+"""Adapter for rule ids: metadata or a plain folder -> ids/{shard}.tsv and the shards' listings."""
 from pathlib import Path
 
 from ganflow import ids
@@ -12,3 +12,4 @@ with logged(snakemake.log[0]):
     else:
         selection = ids.select_folder(Path(source["root"]), tag_filter)
     ids.write_selection(selection, Path(snakemake.output.summary).parent, snakemake.params.shards)
+    ids.write_listings(selection, Path(snakemake.params.listings), snakemake.params.shards)

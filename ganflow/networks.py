@@ -28,10 +28,37 @@ NOISE_MODES = ("random", "const", "none")
 _BINOMIAL = np.array([1.0, 3.0, 3.0, 1.0])
 
 
-def _lrelu(x: tf.Tensor) -> tf.Tensor:
-    # max(x, 0.2x) rather than tf.nn.leaky_relu: same speed here, and grappler's fusion
-    # of LeakyRelu fails (with an error in the log) on R1's double-backward graph.
-    return tf.maximum(x, x * LRELU_SLOPE) * LRELU_GAIN
+@tf.custom_gradient
+def _lrelu_slope(dy: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, object]:
+    """dy x the leaky ReLU's slope at its output y (y has the sign of the input).
+
+    Its own gradient, written out as well, is what R1 and the path length take through it
+    (second derivatives): d/d dy is the same slope, d/dy zero, left out (None) so that no
+    full-size zeros flow back through the forward pass and its convolutions.
+    """
+    return (tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=LRELU_SLOPE),
+            lambda ddx: (_lrelu_slope(ddx, y), None))
+
+
+@tf.custom_gradient
+def _lrelu(x: tf.Tensor) -> tuple[tf.Tensor, object]:
+    """Leaky ReLU (slope 0.2) with a hand-written gradient of any order (_lrelu_slope).
+
+    The official bias_act, fused as far as TensorFlow's kernels go: callers fold the gain
+    of sqrt(2) into the weights, demodulation and bias before it (lrelu(g x) = g lrelu(x)
+    for g > 0) and add the bias with tf.nn.bias_add, which grappler fuses into the
+    convolution; the backward pass is then one kernel from the output alone. (Autodiff of
+    max(x, 0.2x) * gain took a compare, two selects and three multiplies each way.)
+    """
+    y = tf.nn.leaky_relu(x, LRELU_SLOPE)
+    return y, lambda dy: _lrelu_slope(dy, y)
+
+
+def _shape(x: tf.Tensor) -> list:
+    """x's shape, static where known: shapes that stay known let grappler plan the
+    convolutions and let benchmarks/bench_train.py count their FLOPs from the graph."""
+    dynamic = tf.shape(x)
+    return [d if d is not None else dynamic[i] for i, d in enumerate(x.shape.as_list())]
 
 
 def _upfirdn2d(x: tf.Tensor, *, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0),
@@ -49,7 +76,7 @@ def _upfirdn2d(x: tf.Tensor, *, up: int = 1, down: int = 1, pad: tuple[int, int]
     """
     channels = x.shape[-1]
     if up > 1:
-        s = tf.shape(x)
+        s = _shape(x)
         x = tf.reshape(x, [s[0], s[1], 1, s[2], 1, channels])
         x = tf.pad(x, [[0, 0], [0, 0], [0, up - 1], [0, 0], [0, up - 1], [0, 0]])
         x = tf.reshape(x, [s[0], s[1] * up, s[2] * up, channels])
@@ -68,8 +95,9 @@ def _clamp(x: tf.Tensor, limit: float | None) -> tf.Tensor:
 def _conv(dtype: str, op, x: tf.Tensor, w: tf.Tensor, *args) -> tf.Tensor:
     """Run a convolution op in `dtype`; weights and activations stay float32 around it.
 
-    bfloat16 keeps float32's range (no loss scaling, no overflow) and runs about 1.3-1.5x
-    faster on CPUs with AVX512-BF16 (benchmarks/bench_train.py) and on tensor cores.
+    bfloat16 keeps float32's range (no loss scaling, no overflow); where the hardware
+    multiplies it (AMX or AVX512-BF16 CPUs, tensor cores) a convolution's forward and
+    backward pass, casts included, ran 1.5-2.5x as fast (benchmarks/README.md).
     """
     if dtype == "float32":
         return op(x, w, *args)
@@ -102,13 +130,15 @@ class Dense(keras.layers.Layer):
                                       name="weight")
         self.bias = self.add_weight(shape=(units,), initializer=keras.initializers.Constant(bias_init / lr_mul),
                                     name="bias")
-        self.weight_gain = lr_mul / math.sqrt(in_features)
-        self.lr_mul = lr_mul
+        # The activation's gain folded into the weights and bias (see _lrelu).
+        gain = LRELU_GAIN if activate else 1.0
+        self.weight_gain = lr_mul / math.sqrt(in_features) * gain
+        self.bias_gain = lr_mul * gain
         self.activate = activate
         self.built = True
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        y = tf.matmul(x, self.weight * self.weight_gain) + self.bias * self.lr_mul
+        y = tf.nn.bias_add(tf.matmul(x, self.weight * self.weight_gain), self.bias * self.bias_gain)
         return _lrelu(y) if self.activate else y
 
 
@@ -127,7 +157,9 @@ class Conv(keras.layers.Layer):
         self.weight = self.add_weight(shape=(kernel, kernel, in_channels, out_channels),
                                       initializer=_normal(1.0), name="weight")
         self.bias = self.add_weight(shape=(out_channels,), initializer="zeros", name="bias") if bias else None
-        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel * kernel)
+        # The activation's gain folded into the weights and bias (see _lrelu).
+        self.act_gain = LRELU_GAIN if activate else 1.0
+        self.weight_gain = self.act_gain / math.sqrt(in_channels * kernel * kernel)
         self.kernel = kernel
         self.down = down
         self.activate = activate
@@ -145,7 +177,7 @@ class Conv(keras.layers.Layer):
         else:
             x = _conv(self.conv_dtype, tf.nn.conv2d, x, w, 1, "SAME")
         if self.bias is not None:
-            x = x + self.bias
+            x = tf.nn.bias_add(x, self.bias * self.act_gain)
         return _clamp(_lrelu(x) if self.activate else x, self.conv_clamp)
 
 
@@ -160,7 +192,8 @@ class ModulatedConv(keras.layers.Layer):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, w_dim: int, *,
-                 up: bool = False, demodulate: bool = True, conv_dtype: str = "float32", **kwargs) -> None:
+                 up: bool = False, demodulate: bool = True, gain: float = 1.0, conv_dtype: str = "float32",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         if up and kernel != 3:
             raise ValueError(f"an upsampling ModulatedConv takes a 3x3 kernel, got {kernel}")
@@ -172,19 +205,20 @@ class ModulatedConv(keras.layers.Layer):
         self.out_channels = out_channels
         self.up = up
         self.demodulate = demodulate
+        self.gain = gain  # scales the output, at the cost of a per-sample vector (SynthesisLayer's activation gain)
         self.conv_dtype = conv_dtype
         self.built = True
 
     def call(self, x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
         styles = self.affine(w)
-        weight = self.weight * self.weight_gain
+        weight = self.weight * (self.weight_gain * (1.0 if self.demodulate else self.gain))
         x = x * styles[:, None, None, :]
         if self.up:
             # The whole 3x3 transposed convolution at stride 2 (2H + 1 samples, none
             # cropped), then the blur padded (1, 1), which brings it back to 2H centred:
             # the official up-convolution. Zero-stuffing keeps a quarter of the samples,
             # hence the gain of 4.
-            shape = tf.shape(x)
+            shape = _shape(x)
             out_shape = tf.stack([shape[0], shape[1] * 2 + 1, shape[2] * 2 + 1, self.out_channels])
             kernel = tf.transpose(weight, [0, 1, 3, 2])
             x = _conv(self.conv_dtype, tf.nn.conv2d_transpose, x, kernel, out_shape, 2, "VALID")
@@ -194,7 +228,7 @@ class ModulatedConv(keras.layers.Layer):
         if self.demodulate:
             # E[y_j^2] for unit-variance inputs is sum_i,k (s_i w_ijk)^2; divide it out.
             sq = tf.matmul(tf.square(styles), tf.reduce_sum(tf.square(weight), axis=[0, 1]))
-            x = x * tf.math.rsqrt(sq + 1e-8)[:, None, None, :]
+            x = x * (tf.math.rsqrt(sq + 1e-8) * self.gain)[:, None, None, :]
         return x
 
 
@@ -206,7 +240,9 @@ class SynthesisLayer(keras.layers.Layer):
                  up: bool = False, conv_clamp: float | None = None, conv_dtype: str = "float32",
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        self.conv = ModulatedConv(in_channels, out_channels, 3, w_dim, up=up, conv_dtype=conv_dtype, name="conv")
+        # The activation's gain folded into demodulation, noise strength and bias (see _lrelu).
+        self.conv = ModulatedConv(in_channels, out_channels, 3, w_dim, up=up, gain=LRELU_GAIN, conv_dtype=conv_dtype,
+                                  name="conv")
         # Strength starts at zero: noise only enters once the generator finds it useful.
         self.noise_strength = self.add_weight(shape=(), initializer="zeros", name="noise_strength")
         self.bias = self.add_weight(shape=(out_channels,), initializer="zeros", name="bias")
@@ -225,8 +261,8 @@ class SynthesisLayer(keras.layers.Layer):
         elif noise is None and noise_mode == "const":
             noise = self.noise_const
         if noise is not None:
-            x = x + noise * self.noise_strength
-        return _clamp(_lrelu(x + self.bias), self.conv_clamp)
+            x = x + noise * (self.noise_strength * LRELU_GAIN)
+        return _clamp(_lrelu(tf.nn.bias_add(x, self.bias * LRELU_GAIN)), self.conv_clamp)
 
 
 class ToRGB(keras.layers.Layer):

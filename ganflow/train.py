@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_RE = re.compile(r"^snapshot-(\d{12})$")
 CHECKSUMS = "SHA256SUMS"  # in sha256sum's format: `sha256sum -c SHA256SUMS` checks a snapshot by hand
-LOG_COLUMNS = ["kimg", "tick", "step", "seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec",
+LOG_COLUMNS = ["kimg", "tick", "step", "seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec", "data_wait_pct",
                "loss_g", "loss_d", "r1", "pl", "d_real", "d_fake", "augment_p", "swd", "frame"]
 
 
@@ -197,19 +197,22 @@ def _transfer_source(path: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _read_log(path: Path) -> list[dict[str, str]]:
-    """Rows of a per-tick log; a line cut short by a kill is dropped (it is re-made)."""
+    """Rows of a per-tick log; a line cut short by a kill is dropped (it is re-made). A log
+    written before a column existed keeps its rows, the new column left empty."""
     if not path.is_file():
         return []
     with open(path, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        header = reader.fieldnames or []
     good = []
     for row in rows:
         try:
             float(row["kimg"])
         except (TypeError, ValueError, KeyError):
             continue
-        if None not in row.values() and len(row) == len(LOG_COLUMNS):
-            good.append(row)
+        if None not in row.values() and len(row) == len(header) and set(header) <= set(LOG_COLUMNS):
+            good.append({c: row.get(c, "") for c in LOG_COLUMNS})
     return good
 
 
@@ -393,10 +396,14 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
         scores = _swd_now(trainer, reference, cfg) if with_swd else {}
         if scores:
             last_swd = scores["swd"]
+        steps = tick_imgs / (trainer.batch * cfg.d_repeats)  # stats hold the means over these
         row = {"kimg": f"{nimg / 1000:.3f}", "tick": tick, "step": int(trainer.d_steps.numpy()) // cfg.d_repeats,
                "seconds": f"{seconds:.2f}", "sec_per_tick": f"{time.perf_counter() - tick_begun:.2f}",
                "sec_per_kimg": f"{step_seconds / (tick_imgs / 1000):.3f}" if tick_imgs else "",
                "images_per_sec": f"{tick_imgs / step_seconds:.2f}" if tick_imgs else "",
+               # The share of the steps' time spent waiting for the reader: above a few
+               # percent, training is data-bound and images_per_sec is the reader's rate.
+               "data_wait_pct": f"{100 * stats['data_wait'] * steps / step_seconds:.1f}" if tick_imgs else "",
                "augment_p": f"{float(trainer.augment_p.numpy()):.4f}",
                "swd": f"{scores['swd']:.4f}" if scores else "", "frame": frame}
         for key in ("loss_g", "loss_d", "r1", "pl", "d_real", "d_fake"):

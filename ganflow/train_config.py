@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ganflow import networks
@@ -39,6 +40,9 @@ PRESET_NAMES = ("by-resolution", "auto", *PRESETS)
 # The settings a preset fills; each stays None until then, so that a given value wins.
 PRESET_KEYS = ("batch_size", "mbstd_group", "channel_base", "g_lr", "d_lr", "r1_gamma", "ema_kimg", "ema_rampup",
                "mapping_layers", "total_kimg")
+CONV_DTYPES = ("auto", "float32", "bfloat16")
+# CPU flags of bfloat16 multiply-adds in hardware (Intel AMX, AVX512-BF16 on Intel and AMD Zen4).
+BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}
 
 
 def auto_preset(resolution: int, devices: int) -> dict[str, Any]:
@@ -57,6 +61,28 @@ def device_count(devices: list) -> int:
         return len(devices)
     import tensorflow as tf  # only here: listing physical devices does not start TF's runtime
     return max(1, len(tf.config.list_physical_devices("GPU")))
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The first processor's feature flags (Linux); empty where there is no /proc/cpuinfo."""
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return set()
+    return next((set(line.partition(":")[2].split()) for line in lines if line.startswith("flags")), set())
+
+
+def native_bfloat16(devices: list) -> bool:
+    """Whether training's devices multiply bfloat16 in hardware: GPUs of compute capability
+    8.0 or more (tensor cores, Ampere on), CPUs with AMX or AVX512-BF16. Elsewhere bfloat16
+    is emulated, slower than float32 (benchmarks/README.md)."""
+    import tensorflow as tf  # only here, as in device_count
+    gpus = tf.config.list_physical_devices("GPU")
+    on_gpu = any("gpu" in d.lower() for d in devices) if devices else bool(gpus)
+    if on_gpu:
+        return bool(gpus) and all(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0))
+                                  >= (8, 0) for g in gpus)
+    return bool(cpu_flags() & BF16_CPU_FLAGS)
 
 
 def resolve_preset(name: str, resolution: int, devices: int) -> tuple[str, dict[str, Any]]:
@@ -97,7 +123,8 @@ class TrainConfig:
     `conv_clamp` (None: off) clips every convolution's output as the official code does
     for float16-trained models; set it to a released model's value (256) to fine-tune it.
     `devices` names tf.distribute devices; empty means all GPUs (or the CPU).
-    `conv_dtype` "bfloat16" runs convolutions in bfloat16 (weights stay float32).
+    `conv_dtype` "bfloat16" runs convolutions in bfloat16 (weights stay float32); "auto"
+    resolves to bfloat16 where the hardware has it (native_bfloat16), else to float32.
     `xla` compiles the gradient computation (slower on CPU: see benchmarks/); it pads
     augmented images by a fixed margin (see augment.py).
     """
@@ -143,7 +170,7 @@ class TrainConfig:
     swd_images: int = 1024
     swd_patches: int = 64
     seed: int = 0
-    conv_dtype: str = "float32"
+    conv_dtype: str = "auto"
     xla: bool = False
     devices: list = field(default_factory=list)
 
@@ -176,8 +203,11 @@ class TrainConfig:
         self.grid = list(self.grid)
         if len(self.grid) != 2 or min(self.grid) < 1:
             raise SetupError(f"training setting 'grid' must be [columns, rows], got {self.grid}")
-        if self.conv_dtype not in ("float32", "bfloat16"):
-            raise SetupError(f"training setting 'conv_dtype' must be float32 or bfloat16, got {self.conv_dtype!r}")
+        if self.conv_dtype not in CONV_DTYPES:
+            raise SetupError(f"training setting 'conv_dtype' must be one of {', '.join(CONV_DTYPES)}, "
+                             f"got {self.conv_dtype!r}")
+        if self.conv_dtype == "auto":
+            self.conv_dtype = "bfloat16" if native_bfloat16(self.devices) else "float32"
         for key in ("accum_steps", "d_repeats", "r1_interval", "pl_interval", "pl_batch_shrink", "snapshot_ticks",
                     "keep_snapshots", "mbstd_group"):
             if getattr(self, key) < 1:

@@ -37,6 +37,7 @@ Choices the papers leave open, and why:
 from __future__ import annotations
 
 import math
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
@@ -434,14 +435,19 @@ class Trainer:
 
     def train_step(self, batches: Iterator) -> dict[str, float]:
         """One iteration: Gmain (+ Greg), d_repeats x (Dmain (+ Dreg), each on fresh
-        reals), then the EMA and ADA; returns the stats."""
+        reals), then the EMA and ADA; returns the stats, with `data_wait`: the seconds
+        spent waiting for the reals (non-zero only where the reader falls behind)."""
         cfg = self.cfg
         start_nimg = int(self.nimg.numpy())
         g_reg = cfg.pl_weight > 0 and int(self.g_steps.numpy()) % cfg.pl_interval == 0
         out = {k: float(v) for k, v in self._g_step[g_reg]().items()}
+        out["data_wait"] = 0.0
         for _ in range(cfg.d_repeats):
             d_reg = cfg.r1_gamma > 0 and int(self.d_steps.numpy()) % cfg.r1_interval == 0
-            stats = {k: float(v) for k, v in self._d_step[d_reg](next(batches)).items()}
+            t0 = time.perf_counter()
+            reals = next(batches)
+            out["data_wait"] += time.perf_counter() - t0
+            stats = {k: float(v) for k, v in self._d_step[d_reg](reals).items()}
             signs = [stats.pop("sign_real")] + ([stats.pop("sign_real_reg")] if d_reg else [])
             self._adapt_augment(signs)
             out.update(stats)

@@ -146,7 +146,7 @@ def trainer(ref) -> Trainer:
         pl_weight=float(ref["config/pl_weight"]), pl_decay=float(ref["config/pl_decay"]),
         pl_batch_shrink=int(ref["config/pl_batch_shrink"]), pl_interval=int(ref["config/g_reg_interval"]),
         augment=True, augment_p=float(ref["config/augment_p"]), ema_kimg=float(ref["config/ema_kimg"]),
-        ema_rampup=float(ref["config/ema_rampup"]), mirror=False))
+        ema_rampup=float(ref["config/ema_rampup"]), mirror=False, conv_dtype="float32"))
     return Trainer(cfg)
 
 
@@ -243,7 +243,8 @@ def test_lazy_adam_steps_w_avg_and_ema_match_official(ref) -> None:
     epsilon) in the phase order, w_avg after each mapping phase, then the ramped EMA."""
     cfg = dict(preset="stylegan2", resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128,
                channel_max=16, mbstd_group=4, batch_size=4, g_lr=0.0025, d_lr=0.0025, r1_interval=16,
-               pl_interval=4, ema_kimg=float(ref["config/ema_kimg"]), ema_rampup=float(ref["config/ema_rampup"]))
+               pl_interval=4, ema_kimg=float(ref["config/ema_kimg"]), ema_rampup=float(ref["config/ema_rampup"]),
+               conv_dtype="float32")
     t = Trainer(TrainConfig.from_dict(cfg))
     assert t.g_opt.learning_rate.numpy() == pytest.approx(0.0025 * 4 / 5)
     assert t.d_opt.beta_2 == pytest.approx(0.99 ** (16 / 17))

@@ -135,6 +135,37 @@ def test_to_uint8_clips() -> None:
     assert out.dtype == np.uint8 and out.tolist() == [0, 0, 128, 255, 255]
 
 
+def test_fused_bias_lrelu_has_autodiffs_first_and_second_derivatives() -> None:
+    """The hand-written gradient of the leaky ReLU, and its own gradient (R1 and the path
+    length differentiate through it twice), with bias and gain as the layers fold them,
+    equal autodiff of the plain formula."""
+    def plain(x, b):
+        return tf.maximum(x + b, (x + b) * networks.LRELU_SLOPE) * networks.LRELU_GAIN
+
+    x, b = tf.random.normal([3, 5, 5, 4], seed=1), tf.random.normal([4], seed=2)
+    weights = tf.random.normal([3, 5, 5, 4], seed=3)
+
+    def derivatives(act):
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch([x, b])
+            with tf.GradientTape() as inner:
+                inner.watch([x, b])
+                y = act(x, b)
+                total = tf.reduce_sum(tf.square(y) * weights)
+            dx, db = inner.gradient(total, [x, b])
+            penalty = tf.reduce_sum(tf.square(dx)) + tf.reduce_sum(tf.square(db))
+        return [y, dx, db, *outer.gradient(penalty, [x, b])]
+
+    def fused(x, b):  # as the layers use it: the gain folded into what comes before
+        g = networks.LRELU_GAIN
+        return networks._lrelu(tf.nn.bias_add(x * g, b * g))
+
+    for got, want in zip(tf.function(lambda: derivatives(fused))(), derivatives(plain)):
+        scale = float(tf.reduce_max(tf.abs(want)))
+        assert scale > 0
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
+
+
 def test_bfloat16_convolutions_match_float32() -> None:
     G32, G16 = _generator(16), networks.Generator(resolution=16, conv_dtype="bfloat16", **TINY)
     D32 = networks.Discriminator(resolution=16, channel_base=256, channel_max=16)

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 # runs this short would cut the half-life the learning tests were calibrated with.
 TINY = dict(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=32,
             batch_size=8, mbstd_group=2, r1_interval=4, r1_gamma=1.0, augment=False, ema_kimg=0.1,
-            ema_rampup=0.0, swd_images=64, swd_patches=16, grid=[2, 2])
+            ema_rampup=0.0, swd_images=64, swd_patches=16, grid=[2, 2], conv_dtype="float32")
 # 8px networks trace about twice as fast; enough to check the arithmetic of an update.
 TINY8 = dict(TINY, resolution=8)
 # A whole run on 60 packed images, shuffled: 6 ticks of 16 steps (12.8 passes over the
@@ -45,7 +45,8 @@ RUN = dict(TINY, tick_kimg=0.128, total_kimg=0.768, snapshot_ticks=1, keep_snaps
            augment=True, augment_p=0.1, ada_target=0.6, ada_kimg=100.0)
 RUN_IMAGES = 60
 # log.csv columns that must be equal between runs: all but the timings
-LOG_EQUAL = [c for c in train.LOG_COLUMNS if c not in ("seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec")]
+LOG_EQUAL = [c for c in train.LOG_COLUMNS
+             if c not in ("seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec", "data_wait_pct")]
 
 
 def blobs(n: int, res: int = 16, seed: int = 0) -> np.ndarray:
@@ -162,6 +163,23 @@ def test_presets_are_upstreams_and_given_settings_win() -> None:
     assert TrainConfig.from_dict(json.loads(json.dumps(mine.to_dict()))) == mine
     with pytest.raises(SetupError, match="'preset' must be one of by-resolution, auto, stylegan2"):
         TrainConfig.from_dict({"preset": "ffhq"})
+
+
+def test_conv_dtype_auto_is_bfloat16_where_the_hardware_multiplies_it(monkeypatch, tmp_path) -> None:
+    """'auto' (the default) resolves by the CPU's flags, and the config records the result."""
+    from ganflow import train_config
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n\nprocessor\t: 1\n")
+    assert train_config.cpu_flags(cpuinfo) == {"fpu", "avx512f", "avx512_bf16"}
+    assert train_config.cpu_flags(tmp_path / "missing") == set()
+    for flags, dtype in ((set(), "float32"), ({"avx512f"}, "float32"), ({"avx512_bf16"}, "bfloat16"),
+                         ({"amx_bf16"}, "bfloat16")):
+        monkeypatch.setattr(train_config, "cpu_flags", lambda: flags)
+        assert TrainConfig.from_dict({"resolution": 16}).to_dict()["conv_dtype"] == dtype
+        assert TrainConfig.from_dict({"resolution": 16, "conv_dtype": "float32"}).conv_dtype == "float32"
+    with pytest.raises(SetupError, match="'conv_dtype' must be one of auto, float32, bfloat16"):
+        TrainConfig.from_dict({"conv_dtype": "float16"})
 
 
 # ----- the update: accumulation, devices, learning --------------------------------------
@@ -323,6 +341,7 @@ def test_run_outputs_logs_frames_and_export(finished_run: Run) -> None:
     rows = list(read_csv(out / "log.csv"))
     assert [r["kimg"] for r in rows] == [f"{0.128 * i:.3f}" for i in range(7)]
     assert all(r["loss_d"] and r["loss_g"] and r["sec_per_kimg"] and r["augment_p"] for r in rows[1:])
+    assert all(0 <= float(r["data_wait_pct"]) <= 100 for r in rows[1:])
     assert any(r["r1"] for r in rows[1:]) and any(r["pl"] for r in rows[1:])
     frames = read_tsv(out / "frames.tsv")
     assert [f["kimg"] for f in frames] == [r["kimg"] for r in rows]
@@ -528,3 +547,14 @@ def test_swd_is_small_for_same_distribution_and_grows_with_difference() -> None:
     same, other = swd.swd(da, db)["swd"], swd.swd(da, dn)["swd"]
     assert 0 < same < 0.5 * other
     assert swd.swd(da, da)["swd"] < 1e-6
+
+
+def test_a_log_from_before_a_new_column_keeps_its_rows(tmp_path: Path) -> None:
+    """Resuming a run whose log.csv predates a column (data_wait_pct) keeps the earlier
+    ticks; a line cut short by a kill is still dropped."""
+    old = [c for c in train.LOG_COLUMNS if c != "data_wait_pct"]
+    rows = [",".join(str(i) if c in ("kimg", "tick") else "1" for c in old) for i in (1, 2)]
+    (tmp_path / "log.csv").write_text("\n".join([",".join(old), *rows, "3,3,1"]) + "\n")
+    read = train._read_log(tmp_path / "log.csv")
+    assert [r["kimg"] for r in read] == ["1", "2"] and list(read[0]) == train.LOG_COLUMNS
+    assert read[0]["data_wait_pct"] == "" and read[0]["loss_g"] == "1"

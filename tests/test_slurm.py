@@ -34,7 +34,8 @@ def fit_profile(profile: dict, cpus: int, mem_mb: int) -> dict:
     checks come sooner and failures are not retried, so that a broken run fails fast.
     """
     threads, mem = max(1, cpus // 2), mem_mb // 2
-    fitted = dict(profile, retries=0, **{"slurm-init-seconds-before-status-checks": 1})
+    fitted = dict(profile, retries=0, **{"slurm-init-seconds-before-status-checks": 1,
+                                         "seconds-between-status-checks": 1})
     fitted["max-threads"] = threads
     fitted["default-resources"] = dict(profile["default-resources"], mem_mb=mem)
     fitted["set-resources"] = {rule: dict(res, mem_mb=min(res.get("mem_mb", mem), mem))

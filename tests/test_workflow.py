@@ -118,9 +118,15 @@ def test_every_junk_kind_meets_its_reason(demo_run):
 
 
 def _outputs(results: Path) -> dict[str, bytes]:
-    """Every stage's output under results/demo (the generated mirror aside), by relative path."""
-    return {p.relative_to(results).as_posix(): p.read_bytes() for p in sorted(results.rglob("*"))
-            if p.is_file() and not p.relative_to(results).as_posix().startswith("mirror/")}
+    """Every stage's output under results/demo (the generated mirror aside), by relative path;
+    the source listings without their file times (those of this copy's mirror)."""
+    out = {p.relative_to(results).as_posix(): p.read_bytes() for p in sorted(results.rglob("*"))
+           if p.is_file() and not p.relative_to(results).as_posix().startswith("mirror/")}
+    for name in [n for n in out if n.startswith("ids/sources/")]:
+        rows = read_tsv(results / name)
+        assert rows and all(r["mtime_ns"] and r["ctime_ns"] for r in rows)
+        out[name] = [(r["path"], r["size"], r["sha256"]) for r in rows]
+    return out
 
 
 @pytest.mark.slow

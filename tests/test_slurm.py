@@ -74,8 +74,8 @@ def slurm_run(cluster, tmp_path_factory, cascade_path):
     profile = fit_profile(yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text()), CPUS, MEM_MB)
     (wd / "profile").mkdir()
     (wd / "profile/config.yaml").write_text(yaml.safe_dump(profile))
-    every_rule = set(jobs_planned(wd))
     planned = jobs_planned(wd, *TARGETS)
+    every_rule = set(jobs_planned(wd)) | set(planned)  # (one round: `all` ranks none)
     snakemake(wd, "--profile", str(wd / "profile"), *TARGETS)
     out = cluster.run("sacct", "--allusers", "--allocations", "--parsable2", "--noheader",
                       "--format=Comment,State,ReqCPUS,ReqMem,AllocTRES")

@@ -34,7 +34,7 @@ from PIL import Image
 from .ids import ID_MAX_LENGTH, safe_id
 from .runlog import SetupError, progress
 from .imaging import Encoding, ImageRejected, load_with_encoding, peek_encoding, sha256_file
-from .tables import atomic_path, read_tsv, remove_stale, write_if_changed, write_tsv
+from .tables import download, read_tsv, remove_stale, write_if_changed, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,8 @@ CASCADE_URL = ("https://raw.githubusercontent.com/nagadomi/lbpcascade_animeface/
 
 def fetch_cascade(dest: Path, url: str = CASCADE_URL, sha256: str = CASCADE_SHA256) -> Path:
     """Download the cascade once and refuse it unless its sha256 matches the pinned one."""
-    import urllib.request
-
-    with atomic_path(dest) as tmp:
-        try:
-            urllib.request.urlretrieve(url, tmp)
-        except OSError as exc:
-            raise SetupError(f"could not download the face cascade from {url} ({exc}); "
-                             "download it by hand or set faces.cascade to a local copy") from exc
-        _check_sha256(tmp, sha256, url)
-    return dest
+    return download(url, dest, lambda tmp: _check_sha256(tmp, sha256, url), "the face cascade",
+                    "download it by hand or set faces.cascade to a local copy")
 
 
 def load_cascade(path: Path, sha256: str | None = CASCADE_SHA256) -> cv2.CascadeClassifier:

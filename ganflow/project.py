@@ -23,7 +23,6 @@ import hashlib
 import logging
 import math
 import os
-import urllib.request
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from .images import fit_square
 from .imaging import ImageRejected, load_srgb, sha256_file, to_array
 from .runlog import SetupError, progress
 from .samples import save_png
-from .tables import atomic_path, read_tsv
+from .tables import atomic_path, download, read_tsv
 from .videos import _encode_batches
 from .weights import load_export
 
@@ -150,15 +149,8 @@ def load_target(path: str | os.PathLike, resolution: int) -> np.ndarray:
 
 def fetch_vgg16(dest: str | os.PathLike, url: str = VGG16_URL, sha256: str | None = None) -> Path:
     """Download Keras's VGG16 ImageNet weights (no top) once, checked as check_vgg16 does."""
-    dest = Path(dest)
-    with atomic_path(dest) as tmp:
-        try:
-            urllib.request.urlretrieve(url, tmp)
-        except OSError as exc:
-            raise SetupError(f"could not download the VGG16 weights from {url} ({exc}); download them by hand "
-                             "and set project.vgg16 to the file, or use project.distance: discriminator") from exc
-        check_vgg16(tmp, sha256)
-    return dest
+    return download(url, dest, lambda tmp: check_vgg16(tmp, sha256), "the VGG16 weights",
+                    "download them by hand and set project.vgg16 to the file, or use project.distance: discriminator")
 
 
 def check_vgg16(path: str | os.PathLike, sha256: str | None = None) -> None:

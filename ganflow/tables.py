@@ -10,8 +10,9 @@ import contextlib
 import csv
 import os
 import tempfile
+import urllib.request
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence
 
 csv.field_size_limit(1 << 30)
 _UMASK = os.umask(0)
@@ -37,6 +38,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def download(url: str, dest: str | os.PathLike, check: Callable[[Path], None], what: str, remedy: str) -> Path:
+    """Fetch `url` to `dest` once, kept only if `check` accepts it (it raises otherwise);
+    a failed download is one sentence naming `what` and the `remedy`."""
+    from .runlog import SetupError
+
+    with atomic_path(dest) as tmp:
+        try:
+            urllib.request.urlretrieve(url, tmp)
+        except OSError as exc:
+            raise SetupError(f"could not download {what} from {url} ({exc}); {remedy}") from exc
+        check(tmp)
+    return Path(dest)
 
 
 @contextlib.contextmanager

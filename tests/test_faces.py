@@ -425,3 +425,15 @@ def test_crops_longer_than_max_crop_side_are_stored_shrunk(cascade_path, huge_fa
     assert exact - imagehash.hex_to_hash(full[0]["source_phash"]) <= 2
     with pytest.raises(ValueError, match="max_crop_side"):
         faces.FaceParams(max_crop_side=0)
+
+
+def test_fetch_cascade_keeps_only_a_file_with_the_pinned_sha256(tmp_path: Path, cascade_path: Path) -> None:
+    """The download (a file:// URL here, no internet) lands only when its sha256 matches."""
+    url = cascade_path.resolve().as_uri()
+    got = faces.fetch_cascade(tmp_path / "res" / "cascade.xml", url=url)
+    assert got.read_bytes() == cascade_path.read_bytes()
+    with pytest.raises(SetupError, match="expected 0{64}; replace the file"):
+        faces.fetch_cascade(tmp_path / "bad.xml", url=url, sha256="0" * 64)
+    with pytest.raises(SetupError, match="could not download the face cascade from .*; download it by hand"):
+        faces.fetch_cascade(tmp_path / "missing.xml", url=(tmp_path / "nowhere.xml").as_uri())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]  # nothing half-written left behind

@@ -302,6 +302,20 @@ def test_shard_content_follows_bytes_and_rehashes_a_touched_file_once(tmp_path, 
     assert ids.shard_content(ids_tsv, listing) == edited and len(hashed) == 8
 
 
+@pytest.mark.parametrize("serial_seconds", [float("inf"), 0.0])  # fast files: one thread; slow ones: a pool
+def test_stale_files_are_hashed_once_each_into_their_own_entries_in_one_thread_or_many(tmp_path, monkeypatch,
+                                                                                         serial_seconds):
+    monkeypatch.setattr(ids, "HASH_PROBE", 4)
+    monkeypatch.setattr(ids, "SERIAL_HASH_SECONDS", serial_seconds)
+    names = [f"{k}.png" for k in range(40)]
+    ids_tsv, listing, files = _shard(tmp_path, names)
+    hashed = _counting_hashes(monkeypatch)
+    ids.shard_content(ids_tsv, listing)
+    assert sorted(hashed) == sorted(map(str, files))
+    assert {r["path"]: r["sha256"] for r in read_tsv(listing)} == {
+        str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
 def test_shard_content_sees_a_file_swapped_for_a_fifo_gone_or_locked_without_blocking(tmp_path, monkeypatch):
     ids_tsv, listing, files = _shard(tmp_path, ["a.png", "b.png"])
     digests = [ids.shard_content(ids_tsv, listing)]

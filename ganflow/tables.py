@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence
 
+from .runlog import SetupError
+
 csv.field_size_limit(1 << 30)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -43,8 +45,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def download(url: str, dest: str | os.PathLike, check: Callable[[Path], None], what: str, remedy: str) -> Path:
     """Fetch `url` to `dest` once, kept only if `check` accepts it (it raises otherwise);
     a failed download is one sentence naming `what` and the `remedy`."""
-    from .runlog import SetupError
-
     with atomic_path(dest) as tmp:
         try:
             urllib.request.urlretrieve(url, tmp)

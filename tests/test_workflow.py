@@ -25,9 +25,8 @@ def demo_run(tmp_path_factory, cascade_path):
     """One full run of the data stages on the tiny demo, shared by the tests below."""
     wd = tmp_path_factory.mktemp("wf")
     tiny_config(wd, cascade_path)
-    started = time.monotonic()
     snakemake(wd, "data")
-    return wd, time.monotonic() - started
+    return wd
 
 
 def _rows(wd: Path, stage: str) -> list[dict]:
@@ -35,7 +34,7 @@ def _rows(wd: Path, stage: str) -> list[dict]:
 
 
 def test_data_stages_end_to_end(demo_run):
-    wd, seconds = demo_run
+    wd = demo_run
     res = wd / "results/demo"
     truth = {r["id"]: r for r in read_tsv(res / "mirror/truth.tsv")}
     images = _rows(wd, "images")
@@ -61,7 +60,6 @@ def test_data_stages_end_to_end(demo_run):
     assert funnel["posts"] >= funnel["selected"] >= funnel["found"] >= funnel["with_face"]
     for stage in ("no-face", "faces", "over-max-faces", "rejected", "duplicates", "images"):
         assert Image.open(res / f"report/contact-{stage}.png").size[0] > 0
-    assert seconds < 180
 
 
 def _fates(wd: Path) -> dict[str, set[str]]:
@@ -86,7 +84,7 @@ def _fates(wd: Path) -> dict[str, set[str]]:
 
 
 def test_every_junk_kind_meets_its_reason(demo_run):
-    wd, _ = demo_run
+    wd = demo_run
     truth = read_tsv(wd / "results/demo/mirror/truth.tsv")
     fates = _fates(wd)
     kinds: dict[str, list[set[str]]] = {}
@@ -134,7 +132,7 @@ def test_killed_run_recovers_with_the_documented_commands(demo_run, tmp_path, ca
     """kill -9 of snakemake and its jobs mid-run (a lost login node); then only what the README
     says: the same command (refused: locked), `snakemake --unlock`, the same command. The result
     equals the uninterrupted run's, byte for byte. (Runs before the test below edits demo_run.)"""
-    reference, _ = demo_run
+    reference = demo_run
     tiny_config(tmp_path, cascade_path)
     shutil.copyfile(reference / "cascade.xml", tmp_path / "cascade.xml")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile",
@@ -156,7 +154,7 @@ def test_killed_run_recovers_with_the_documented_commands(demo_run, tmp_path, ca
 
 
 def test_rerun_only_what_changed(demo_run):
-    wd, _ = demo_run
+    wd = demo_run
     assert jobs_planned(wd, "data") == {}, "a second run right after a complete one must have nothing to do"
     sources = [wd / r["path"] for r in _rows(wd, "ids")]
     for p in sources:
@@ -230,14 +228,14 @@ def _reversed_keys(value):
 
 
 def test_reordered_config_keys_rerun_nothing(demo_run):
-    wd, _ = demo_run
+    wd = demo_run
     cfg = yaml.safe_load((wd / "config.yaml").read_text())
     (wd / "reordered.yaml").write_text(yaml.safe_dump(_reversed_keys(cfg), sort_keys=False))
     assert jobs_planned(wd, "data", "--configfile", str(wd / "reordered.yaml")) == {}
 
 
 def test_a_moved_or_missing_source_is_not_silently_reused(demo_run, tmp_path):
-    wd, _ = demo_run
+    wd = demo_run
     cfg = yaml.safe_load((wd / "config.yaml").read_text())
     moved = wd / "moved.yaml"
     moved.write_text(yaml.safe_dump({**cfg, "source": {**cfg["source"], "root": "no/such/mirror"}}))

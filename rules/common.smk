@@ -23,8 +23,10 @@ ROUNDS = range(1, config["rounds"] + 1)
 SCRIPTS = _Path(workflow.basedir) / "workflow_scripts"
 LIBRARY = _Path(workflow.basedir) / "ganflow"
 DEMO_ROOT = f"{R}/mirror"
-# Every rule's environment under --software-deployment-method conda (pins = pyproject's).
+# The rules' environments under --software-deployment-method conda (pins = pyproject's): the
+# GPU one, with CUDA TensorFlow, for the rules that profiles/slurm gives a GPU (gres).
 CONDA_ENV = "../envs/ganflow.yaml"
+CONDA_GPU_ENV = "../envs/ganflow-gpu.yaml"
 IS_DEMO = config["source"]["root"] == DEMO_ROOT
 
 # A user's own cascade file is only ever an input: Snakemake deletes a rule's outputs before

@@ -54,7 +54,7 @@ rule edit_tagger:
     benchmark:
         f"{LOGS}/edits/tagger.bench.tsv"
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     threads: 4
     resources:
         gpu=1,
@@ -80,7 +80,7 @@ rule edit_boundaries:
     benchmark:
         f"{LOGS}/edits/tags.bench.tsv"
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     threads: 4
     resources:
         gpu=1,
@@ -134,7 +134,7 @@ rule edit_video:
     wildcard_constraints:
         method="|".join(EDIT_METHODS),
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     threads: 4
     resources:
         gpu=1,

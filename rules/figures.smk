@@ -17,7 +17,7 @@ rule figures:
     wildcard_constraints:
         figure="|".join(FIGURE_NAMES),
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     threads: 4
     resources:
         gpu=1,

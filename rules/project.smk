@@ -35,7 +35,7 @@ rule project_encoder:
     benchmark:
         f"{LOGS}/project/encoder.bench.tsv"
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     threads: 4
     resources:
         gpu=1,
@@ -92,7 +92,7 @@ rule project:
     wildcard_constraints:
         name=r"[^/]+",
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     threads: 4
     resources:
         gpu=1,

@@ -13,7 +13,7 @@ rule rank:
     benchmark:
         f"{LOGS}/round-{{r}}/rank.bench.tsv"
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     threads: 4
     resources:
         gpu=1,

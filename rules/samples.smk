@@ -16,7 +16,7 @@ rule samples:
     benchmark:
         f"{LOGS}/samples.bench.tsv"
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     threads: 4
     resources:
         gpu=1,

@@ -19,7 +19,7 @@ rule train:
     benchmark:
         f"{LOGS}/round-{{r}}/train.bench.tsv"
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     threads: 8
     resources:
         gpu=1,

@@ -32,7 +32,7 @@ rule videos_walk:
     wildcard_constraints:
         video="|".join(WALK_VIDEOS),
     conda:
-        CONDA_ENV
+        CONDA_GPU_ENV
     threads: 4
     resources:
         gpu=1,

@@ -23,20 +23,17 @@ sysdeps:
 
 # A venv made before Linux switched to the tensorflow wheel holds tensorflow-cpu, which owns
 # the same tensorflow/ files: it goes first (-qq: no warning where it is absent).
+EXTRAS ?= test,slurm
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip uninstall -qq -y tensorflow-cpu
-	$(BIN)/pip install -q -e ".[test,slurm]"
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
 # The same venv for NVIDIA GPUs (Linux x86_64): adds TensorFlow's CUDA wheels (~2.8 GB).
 install-gpu:
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip uninstall -qq -y tensorflow-cpu
-	$(BIN)/pip install -q -e ".[gpu,test,slurm]"
-	touch $(BIN)/.installed
+	$(MAKE) -B $(BIN)/.installed EXTRAS=gpu,test,slurm
 
 # The demo uses the bundled cascade copy when there is one (no internet needed); otherwise
 # the workflow downloads it from upstream and checks its sha256.

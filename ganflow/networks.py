@@ -98,10 +98,26 @@ def _conv(dtype: str, op, x: tf.Tensor, w: tf.Tensor, *args) -> tf.Tensor:
     bfloat16 keeps float32's range (no loss scaling, no overflow); where the hardware
     multiplies it (AMX or AVX512-BF16 CPUs, tensor cores) a convolution's forward and
     backward pass, casts included, ran 1.5-2.5x as fast (benchmarks/README.md).
+    float16 (Volta/Turing tensor cores) has 3 more bits of mantissa but tops out at 65504:
+    it runs only where conv_clamp bounds the activations, with loss scaling for the
+    backward pass (the trainer's), as the official mixed precision does.
     """
     if dtype == "float32":
         return op(x, w, *args)
     return tf.cast(op(tf.cast(x, dtype), tf.cast(w, dtype), *args), tf.float32)
+
+
+def fp16_resolution(resolution: int, num_fp16_res: int) -> int:
+    """The lowest resolution whose layers compute in float16 under conv_dtype 'float16':
+    the highest `num_fp16_res` resolutions do (the official rule; never 4x4)."""
+    return max(2 ** (_log2_resolution(resolution) + 1 - num_fp16_res), 8)
+
+
+def layer_dtype(conv_dtype: str, layer_resolution: int, resolution: int, num_fp16_res: int) -> str:
+    """What one block's convolutions compute in: float16 only in the highest resolutions."""
+    if conv_dtype != "float16":
+        return conv_dtype
+    return "float16" if layer_resolution >= fp16_resolution(resolution, num_fp16_res) else "float32"
 
 
 def _track(owner: keras.layers.Layer, layers: list) -> list:
@@ -212,6 +228,12 @@ class ModulatedConv(keras.layers.Layer):
     def call(self, x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
         styles = self.affine(w)
         weight = self.weight * (self.weight_gain * (1.0 if self.demodulate else self.gain))
+        if self.demodulate and self.conv_dtype == "float16":
+            # Demodulation divides out any scale of the styles and of each output channel's
+            # weights: scaling both to a largest magnitude of 1 changes nothing but keeps the
+            # float16 products small (the official code's pre-normalisation).
+            weight = weight / tf.reduce_max(tf.abs(weight), axis=[0, 1, 2], keepdims=True)
+            styles = styles / tf.reduce_max(tf.abs(styles), axis=1, keepdims=True)
         x = x * styles[:, None, None, :]
         if self.up:
             # The whole 3x3 transposed convolution at stride 2 (2H + 1 samples, none
@@ -405,12 +427,14 @@ class Synthesis(keras.layers.Layer):
     """Learned 4x4 constant -> one SynthesisBlock per resolution -> skip-connected RGB."""
 
     def __init__(self, resolution: int, w_dim: int, channel_base: int, channel_max: int,
-                 conv_clamp: float | None = None, conv_dtype: str = "float32", **kwargs) -> None:
+                 conv_clamp: float | None = None, conv_dtype: str = "float32", num_fp16_res: int = 4,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         r = _log2_resolution(resolution)
         ch = [channels_at(2 ** i, channel_base, channel_max) for i in range(r + 1)]
         self.blocks: list[SynthesisBlock] = _track(self, [
-            SynthesisBlock(ch[max(i - 1, 2)], ch[i], w_dim, 2 ** i, conv_clamp, conv_dtype, name=f"block_{2 ** i}")
+            SynthesisBlock(ch[max(i - 1, 2)], ch[i], w_dim, 2 ** i, conv_clamp,
+                           layer_dtype(conv_dtype, 2 ** i, resolution, num_fp16_res), name=f"block_{2 ** i}")
             for i in range(2, r + 1)])
         self.resolution = resolution
         self.num_ws = num_ws_for(resolution)
@@ -443,8 +467,9 @@ class Synthesis(keras.layers.Layer):
 
 
 class Generator(keras.layers.Layer):
-    """Mapping + synthesis. The keyword arguments except `conv_dtype` are the
-    architecture (saved as JSON); `conv_dtype` only chooses how convolutions compute.
+    """Mapping + synthesis. The keyword arguments except `conv_dtype` and `num_fp16_res`
+    are the architecture (saved as JSON); those two only choose how convolutions compute
+    (float16: in the highest num_fp16_res resolutions, see layer_dtype).
 
     `conv_clamp` (None: off) clips every synthesis layer's and toRGB's output to
     [-conv_clamp, conv_clamp], as the official implementation does for models trained in
@@ -455,13 +480,13 @@ class Generator(keras.layers.Layer):
     def __init__(self, *, resolution: int = 512, z_dim: int = 512, w_dim: int = 512,
                  mapping_layers: int = 8, mapping_lr_mul: float = 0.01,
                  channel_base: int = 32768, channel_max: int = 512, conv_clamp: float | None = None,
-                 conv_dtype: str = "float32", **kwargs) -> None:
+                 conv_dtype: str = "float32", num_fp16_res: int = 4, **kwargs) -> None:
         super().__init__(**kwargs)
         self.architecture = dict(resolution=resolution, z_dim=z_dim, w_dim=w_dim,
                                  mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
                                  channel_base=channel_base, channel_max=channel_max, conv_clamp=conv_clamp)
         self.synthesis = Synthesis(resolution, w_dim, channel_base, channel_max, conv_clamp, conv_dtype,
-                                   name="synthesis")
+                                   num_fp16_res, name="synthesis")
         self.mapping = Mapping(z_dim, w_dim, mapping_layers, mapping_lr_mul, self.synthesis.num_ws,
                                name="mapping")
         self.resolution = resolution
@@ -526,7 +551,8 @@ class DiscriminatorBlock(keras.layers.Layer):
 class Discriminator(keras.layers.Layer):
     """Residual discriminator with minibatch stddev; returns logits [N, 1].
 
-    The keyword arguments except `conv_dtype` are the architecture. `mbstd_grouping`
+    The keyword arguments except `conv_dtype` and `num_fp16_res` (the Generator's) are
+    the architecture. `mbstd_grouping`
     ('consecutive' or 'strided', see _minibatch_stddev) only matters for batches larger
     than `mbstd_group`; `conv_clamp` is the Generator's (it spares the 1x1 skips, as the
     official implementation does).
@@ -534,7 +560,7 @@ class Discriminator(keras.layers.Layer):
 
     def __init__(self, *, resolution: int = 512, channel_base: int = 32768, channel_max: int = 512,
                  mbstd_group: int = 4, mbstd_grouping: str = "consecutive", conv_clamp: float | None = None,
-                 conv_dtype: str = "float32", **kwargs) -> None:
+                 conv_dtype: str = "float32", num_fp16_res: int = 4, **kwargs) -> None:
         super().__init__(**kwargs)
         if mbstd_grouping not in MBSTD_GROUPINGS:
             raise ValueError(f"mbstd_grouping must be one of {MBSTD_GROUPINGS}, got {mbstd_grouping!r}")
@@ -542,11 +568,15 @@ class Discriminator(keras.layers.Layer):
                                  mbstd_group=mbstd_group, mbstd_grouping=mbstd_grouping, conv_clamp=conv_clamp)
         r = _log2_resolution(resolution)
         ch = [channels_at(2 ** i, channel_base, channel_max) for i in range(r + 1)]
-        cc, cd = conv_clamp, conv_dtype
-        self.from_rgb = Conv(3, ch[r], 1, conv_clamp=cc, conv_dtype=cd, name="from_rgb")
-        self.blocks = _track(self, [DiscriminatorBlock(ch[i], ch[i - 1], cc, cd, name=f"block_{2 ** i}")
+        cc = conv_clamp
+
+        def dtype(res: int) -> str:
+            return layer_dtype(conv_dtype, res, resolution, num_fp16_res)
+
+        self.from_rgb = Conv(3, ch[r], 1, conv_clamp=cc, conv_dtype=dtype(resolution), name="from_rgb")
+        self.blocks = _track(self, [DiscriminatorBlock(ch[i], ch[i - 1], cc, dtype(2 ** i), name=f"block_{2 ** i}")
                                     for i in range(r, 2, -1)])
-        self.conv = Conv(ch[2] + 1, ch[2], 3, conv_clamp=cc, conv_dtype=cd, name="conv_4")
+        self.conv = Conv(ch[2] + 1, ch[2], 3, conv_clamp=cc, conv_dtype=dtype(4), name="conv_4")
         self.fc = Dense(ch[2] * 16, ch[2], activate=True, name="fc")
         self.out = Dense(ch[2], 1, name="out")
         self.mbstd_group = mbstd_group

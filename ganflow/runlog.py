@@ -63,16 +63,6 @@ class _NoRedraw:
         self.stream.flush()
 
 
-def limit_threads(threads: int) -> None:
-    """Size TensorFlow's thread pools to the job's `threads:`, so that jobs sharing a machine
-    (or a cluster allocation) each use the cores they asked for, not every core. Call it before
-    the job's first TensorFlow operation."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
 @contextlib.contextmanager
 def logged(log_file: str | Path | None) -> Iterator[logging.Logger]:
     """Send library logging to `log_file` and stderr for the duration of one job."""

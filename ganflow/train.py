@@ -15,7 +15,10 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -26,13 +29,13 @@ from PIL import Image
 from tensorflow.core.framework import summary_pb2
 
 from ganflow import dataset as dataset_lib
-from ganflow import networks, samples, weights
+from ganflow import devices, networks, samples, weights
 from ganflow import swd as swd_lib
 from ganflow.imaging import sha256_file
 from ganflow.runlog import SetupError, progress
 from ganflow.tables import atomic_open, atomic_path, write_tsv
 from ganflow.train_config import ARCH_KEYS, WEIGHTLESS_KEYS, TrainConfig
-from ganflow.trainer import Trainer, make_strategy, step_batches
+from ganflow.trainer import Trainer, cluster_resolver, is_chief, make_strategy, step_batches
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +106,17 @@ def _set_aside(snapshot: Path) -> Path:
     return aside
 
 
-def _newest_intact(run_dir: Path) -> Path | None:
+def _newest_intact(run_dir: Path, set_aside: bool = True) -> Path | None:
     """The newest snapshot whose checksums hold; damaged newer ones are set aside with a
-    warning, so that a damaged snapshot costs the progress since the one before, not the run."""
+    warning, so that a damaged snapshot costs the progress since the one before, not the
+    run (by the chief alone: the other workers of a cluster only skip them)."""
     damaged = []
     for snapshot in reversed(_snapshots(run_dir)):
         damage = _damage(snapshot)
         if damage is None:
             return snapshot
+        if not set_aside:
+            continue
         aside = _set_aside(snapshot)
         damaged.append(aside)
         log.warning("snapshot %s is damaged: %s; kept as %s, resuming from an older snapshot",
@@ -325,7 +331,8 @@ def dataset_stream(dataset_dir: str | os.PathLike, cfg: TrainConfig) -> Callable
 
 def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fingerprint: str,
           run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-          init_from: str | os.PathLike | None = None) -> dict[str, Any]:
+          init_from: str | os.PathLike | None = None, strategy: tf.distribute.Strategy | None = None
+          ) -> dict[str, Any]:
     """Train until total_kimg, resuming from run_dir's newest intact snapshot if there is one.
 
     `stream(start)` is the endless training stream (images or batches) from image `start`
@@ -333,18 +340,23 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
     run then reads exactly what the killed one would have.
     run_dir (snapshots, running log, frames, TensorBoard) must lie outside the rule's
     declared outputs; out_dir receives the exports. init_from only applies to a fresh
-    run: a resumed run continues its own weights.
+    run: a resumed run continues its own weights. `strategy` (default: from cfg.devices)
+    may span worker processes: each runs train(), only the chief writes files.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    strategy = strategy or make_strategy(cfg.devices)
+    chief = is_chief(strategy)
     run_dir.mkdir(parents=True, exist_ok=True)
     # The resolved settings (what the snapshots and the export's config record too).
     log.info("training settings: %s", cfg.describe())
+    log.info("convolutions compute in %s (%s); %d replica(s)%s", cfg.conv_dtype, cfg.conv_dtype_reason,
+             strategy.num_replicas_in_sync, "" if chief else "; this worker writes no files (the chief does)")
     images = _image_stream(stream(0), cfg.resolution)
-    trainer = Trainer(cfg, make_strategy(cfg.devices))
-    for partial_dir in (run_dir / "snapshots").glob(".partial-*"):
+    trainer = Trainer(cfg, strategy)
+    for partial_dir in (run_dir / "snapshots").glob(".partial-*") if chief else ():
         shutil.rmtree(partial_dir, ignore_errors=True)
     log_path, frames_dir = run_dir / "log.csv", run_dir / "frames"
-    newest = _newest_intact(run_dir)
+    newest = _newest_intact(run_dir, set_aside=chief)
     resumed_from = transferred_from = None
     if newest:
         meta = weights.read_json(newest / "meta.json")
@@ -358,23 +370,26 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
         rows = [r for r in _read_log(log_path) if float(r["kimg"]) <= meta["kimg"] + 1e-9]
     else:
         rows = []
-        shutil.rmtree(frames_dir, ignore_errors=True)
+        if chief:
+            shutil.rmtree(frames_dir, ignore_errors=True)
         if init_from is not None:
             source, arch = _transfer_source(Path(init_from))
             _check_transfer(arch, cfg, source)
             trainer.load_networks(source)
             transferred_from = source
             log.info("initialised %s from %s", run_dir, source)
-    _write_log(log_path, rows)
-    for stale in frames_dir.glob("*.png") if frames_dir.is_dir() else []:
-        if stale.name not in {r["frame"] for r in rows}:
-            stale.unlink()
+    if chief:
+        _write_log(log_path, rows)
+        for stale in frames_dir.glob("*.png") if frames_dir.is_dir() else []:
+            if stale.name not in {r["frame"] for r in rows}:
+                stale.unlink()
 
     batches = step_batches(_image_stream(stream(int(trainer.nimg.numpy())), cfg.resolution), trainer)
-    reference = _swd_reference(images, cfg)  # the stream's first images, resumed or not
+    # The stream's first images, resumed or not (the chief's: only it measures).
+    reference = _swd_reference(images, cfg) if chief else []
     cols, grid_rows = cfg.grid
     grid_z = np.random.default_rng(cfg.seed).standard_normal((cols * grid_rows, cfg.z_dim)).astype(np.float32)
-    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard"))
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
     total_nimg = int(round(cfg.total_kimg * 1000))
     nimg = int(trainer.nimg.numpy())
     seconds = float(rows[-1]["seconds"]) if rows else 0.0
@@ -389,8 +404,10 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
                 "config_fingerprint": _digest(cfg.to_dict()), "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     def finish_tick(stats: dict[str, float], step_seconds: float, tick_imgs: int, tick_begun: float,
-                    with_swd: bool) -> dict:
+                    with_swd: bool) -> None:
         nonlocal last_swd
+        if not chief:
+            return
         frame = _frame_name(nimg)
         _save_grid(trainer.sample(grid_z), cols, grid_rows, cfg.grid_cell_px, frames_dir / frame)
         scores = _swd_now(trainer, reference, cfg) if with_swd else {}
@@ -414,7 +431,6 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
             scalars["sec_per_kimg"] = float(row["sec_per_kimg"])
         _tensorboard(writer, nimg, scalars, frames_dir / frame)
         rows.append(row)
-        return row
 
     if not rows:
         finish_tick({}, 0.0, 0, time.perf_counter(), with_swd=True)
@@ -443,13 +459,81 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
             snapshot_due = tick % cfg.snapshot_ticks == 0 or nimg >= total_nimg
             means = {k: sums[k] / counts[k] for k in sums}
             finish_tick(means, step_seconds, nimg - tick_nimg, tick_begun, with_swd=snapshot_due)
-            if snapshot_due:
+            if snapshot_due and chief:
                 snapshot = _save_snapshot(trainer, run_dir, meta_now(), cfg.keep_snapshots)
             tick_nimg, tick_begun, step_seconds, sums, counts = nimg, time.perf_counter(), 0.0, {}, {}
     bar.close()
-    if snapshot is None or weights.read_json(snapshot / "meta.json")["nimg"] != nimg:
-        snapshot = _save_snapshot(trainer, run_dir, meta_now(), cfg.keep_snapshots)
-    _export(trainer, meta_now(), rows, run_dir, out_dir)
+    if chief:
+        if snapshot is None or weights.read_json(snapshot / "meta.json")["nimg"] != nimg:
+            snapshot = _save_snapshot(trainer, run_dir, meta_now(), cfg.keep_snapshots)
+        _export(trainer, meta_now(), rows, run_dir, out_dir)
     return {"kimg": nimg / 1000, "start_kimg": start_kimg, "ticks": tick, "snapshot": str(snapshot),
             "resumed_from": str(resumed_from) if resumed_from else None,
             "init_from": str(transferred_from) if transferred_from else None, "swd": last_swd}
+
+
+def run(settings: dict[str, Any], dataset_dir: str | os.PathLike, run_dir: str | os.PathLike,
+        out_dir: str | os.PathLike, *, init_from: str | os.PathLike | None = None, threads: int = 1) -> dict:
+    """One training job or one worker of it: the cluster found (first: it picks this
+    task's GPUs), devices checked and logged, the strategy made (before any other
+    TensorFlow op, as a cluster's must be), then train()."""
+    cluster = cluster_resolver()
+    cfg = TrainConfig.from_dict(settings)
+    devices.start(threads, require_gpu=cfg.require_gpu, devices=cfg.devices, computes=None)
+    strategy = make_strategy(cfg.devices, cluster)
+    return train(cfg, dataset_stream(dataset_dir, cfg), dataset_fingerprint(dataset_dir), run_dir, out_dir,
+                 init_from=init_from, strategy=strategy)
+
+
+def launch(settings: dict[str, Any], dataset_dir: str | os.PathLike, run_dir: str | os.PathLike,
+           out_dir: str | os.PathLike, *, init_from: str | os.PathLike | None = None, threads: int = 1,
+           launcher: str = "srun") -> None:
+    """The train rule's job: run() here, or, when the settings ask for nodes x
+    tasks_per_node > 1 workers, that many tasks of `python -m ganflow.train` started by
+    `launcher` (srun inside the SLURM allocation) with their output in this job's log. A
+    worker that dies ends them all (--kill-on-bad-exit) and the job fails; its rerun
+    resumes from the newest snapshot like any other."""
+    tasks = int(settings.get("nodes", 1)) * int(settings.get("tasks_per_node", 1))
+    if tasks <= 1:
+        run(settings, dataset_dir, run_dir, out_dir, init_from=init_from, threads=threads)
+        return
+    command = shlex.split(launcher)
+    if not command or Path(command[0]).name != "srun" or not shutil.which(command[0]):
+        raise SetupError(f"training on {tasks} tasks (train.nodes x train.tasks_per_node) starts them with srun "
+                         f"inside a SLURM job, but the launcher is {launcher!r}"
+                         f"{'' if shutil.which('srun') else ' and there is no srun here'}: run it through "
+                         f"profiles/slurm (which sets the train rule's mpi: srun), or set nodes and "
+                         f"tasks_per_node to 1 (train.devices spreads one process over local GPUs)")
+    job = Path(run_dir) / "worker-job.json"
+    job.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(job) as fh:
+        json.dump({"settings": settings, "dataset_dir": str(dataset_dir), "run_dir": str(run_dir),
+                   "out_dir": str(out_dir), "init_from": str(init_from) if init_from else None,
+                   "threads": threads}, fh)
+    command += ["--ntasks", str(tasks), "--kill-on-bad-exit=1", "--label", sys.executable, "-m", "ganflow.train",
+                str(job)]
+    log.info("starting %d training workers: %s", tasks, shlex.join(command))
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            log.info("%s", line.rstrip())
+    if proc.returncode:
+        raise SetupError(f"a training worker failed ({shlex.join(command)} exited with status {proc.returncode}; "
+                         f"its lines are above); run the same command again: training resumes from the newest "
+                         f"snapshot")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m ganflow.train JOB.json`: one worker of a multi-task training (launch())."""
+    from ganflow.runlog import logged
+
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 1:
+        sys.exit("usage: python -m ganflow.train WORKER-JOB.json (written by the train rule for srun)")
+    with logged(None):
+        job = json.loads(Path(args[0]).read_text())
+        run(job["settings"], job["dataset_dir"], job["run_dir"], job["out_dir"], init_from=job["init_from"],
+            threads=job["threads"])
+
+
+if __name__ == "__main__":
+    main()

@@ -23,8 +23,8 @@ PER_RESOLUTION_KEYS = ("batch_size", "g_lr", "d_lr")
 # stylegan2-ada-pytorch's train.py --cfg presets (its cfg_specs), as the settings they
 # set here: mb -> batch_size, mbstd -> mbstd_group, fmaps * 32768 -> channel_base,
 # lrate -> g_lr and d_lr, gamma -> r1_gamma, ema -> ema_kimg, ramp -> ema_rampup (None: 0),
-# map -> mapping_layers, kimg -> total_kimg. Their fp16 layers and conv_clamp 256 are not
-# taken: ganflow trains in float32 (or bfloat16 convolutions, see conv_dtype).
+# map -> mapping_layers, kimg -> total_kimg. Their fp16 layers and conv_clamp 256 come with
+# conv_dtype float16 (see TrainConfig), not with the preset.
 PRESETS: dict[str, dict[str, Any]] = {
     "stylegan2": dict(batch_size=32, mbstd_group=4, channel_base=32768, lr=0.002, r1_gamma=10.0, ema_kimg=10.0,
                       ema_rampup=0.0, mapping_layers=8, total_kimg=25000.0),
@@ -40,7 +40,10 @@ PRESET_NAMES = ("by-resolution", "auto", *PRESETS)
 # The settings a preset fills; each stays None until then, so that a given value wins.
 PRESET_KEYS = ("batch_size", "mbstd_group", "channel_base", "g_lr", "d_lr", "r1_gamma", "ema_kimg", "ema_rampup",
                "mapping_layers", "total_kimg")
-CONV_DTYPES = ("auto", "float32", "bfloat16")
+CONV_DTYPES = ("auto", "float32", "bfloat16", "float16")
+# What conv_dtype float16 sets conv_clamp to when it is not given: the official value,
+# which keeps float16 activations far from float16's largest number (65504).
+FP16_CONV_CLAMP = 256.0
 # CPU flags of bfloat16 multiply-adds in hardware (Intel AMX, AVX512-BF16 on Intel and AMD Zen4).
 BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}
 
@@ -72,17 +75,29 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
     return next((set(line.partition(":")[2].split()) for line in lines if line.startswith("flags")), set())
 
 
-def native_bfloat16(devices: list) -> bool:
-    """Whether training's devices multiply bfloat16 in hardware: GPUs of compute capability
-    8.0 or more (tensor cores, Ampere on), CPUs with AMX or AVX512-BF16. Elsewhere bfloat16
-    is emulated, slower than float32 (benchmarks/README.md)."""
+def auto_conv_dtype(devices: list) -> tuple[str, str]:
+    """(what conv_dtype 'auto' computes in, why): bfloat16 where every training device
+    multiplies it in hardware (GPUs of compute capability 8.0+, CPUs with AMX or
+    AVX512-BF16), float16 on Volta/Turing GPUs (7.x: tensor cores multiply float16 but not
+    bfloat16), else float32 (emulated bfloat16 was 2.7x slower than float32 on an AVX2 CPU)."""
     import tensorflow as tf  # only here, as in device_count
     gpus = tf.config.list_physical_devices("GPU")
     on_gpu = any("gpu" in d.lower() for d in devices) if devices else bool(gpus)
+    if on_gpu and gpus:
+        caps = [tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) for g in gpus]
+        shown = ", ".join(".".join(map(str, c)) for c in caps)
+        if min(caps) >= (8, 0):
+            return "bfloat16", f"GPUs of compute capability {shown} multiply bfloat16 in their tensor cores"
+        if min(caps) >= (7, 0):
+            return "float16", (f"GPUs of compute capability {shown} multiply float16, not bfloat16, in their "
+                               f"tensor cores")
+        return "float32", f"GPUs of compute capability {shown} have no tensor cores"
     if on_gpu:
-        return bool(gpus) and all(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0))
-                                  >= (8, 0) for g in gpus)
-    return bool(cpu_flags() & BF16_CPU_FLAGS)
+        return "float32", "a GPU was named but none is seen"
+    native = sorted(cpu_flags() & BF16_CPU_FLAGS)
+    if native:
+        return "bfloat16", f"this CPU multiplies bfloat16 in hardware ({', '.join(native)})"
+    return "float32", "this CPU has no bfloat16 multiply-adds (no AMX, no AVX512-BF16): emulated is slower"
 
 
 def resolve_preset(name: str, resolution: int, devices: int) -> tuple[str, dict[str, Any]]:
@@ -123,8 +138,14 @@ class TrainConfig:
     `conv_clamp` (None: off) clips every convolution's output as the official code does
     for float16-trained models; set it to a released model's value (256) to fine-tune it.
     `devices` names tf.distribute devices; empty means all GPUs (or the CPU).
-    `conv_dtype` "bfloat16" runs convolutions in bfloat16 (weights stay float32); "auto"
-    resolves to bfloat16 where the hardware has it (native_bfloat16), else to float32.
+    `conv_dtype` "bfloat16" runs convolutions in bfloat16 (weights stay float32);
+    "float16" runs those of the highest `num_fp16_res` resolutions of both networks in
+    float16 with dynamic loss scaling, and sets conv_clamp to 256 unless given (the
+    official mixed precision); "auto" resolves per device (auto_conv_dtype) and
+    `conv_dtype_reason` says why. `require_gpu` (None: when a GPU was requested, by SLURM,
+    CUDA_VISIBLE_DEVICES or `devices`) stops a job that sees no GPU. `nodes` and
+    `tasks_per_node` (one per GPU) start training as that many tf.distribute workers
+    under SLURM (srun); the batch stays the global batch.
     `xla` compiles the gradient computation (slower on CPU: see benchmarks/); it pads
     augmented images by a fixed margin (see augment.py).
     """
@@ -171,8 +192,12 @@ class TrainConfig:
     swd_patches: int = 64
     seed: int = 0
     conv_dtype: str = "auto"
+    num_fp16_res: int = 4
     xla: bool = False
     devices: list = field(default_factory=list)
+    require_gpu: bool | None = None
+    nodes: int = 1
+    tasks_per_node: int = 1
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -206,10 +231,14 @@ class TrainConfig:
         if self.conv_dtype not in CONV_DTYPES:
             raise SetupError(f"training setting 'conv_dtype' must be one of {', '.join(CONV_DTYPES)}, "
                              f"got {self.conv_dtype!r}")
+        self.conv_dtype_reason = "set in the config"
         if self.conv_dtype == "auto":
-            self.conv_dtype = "bfloat16" if native_bfloat16(self.devices) else "float32"
+            self.conv_dtype, self.conv_dtype_reason = auto_conv_dtype(self.devices)
+        if self.conv_dtype == "float16" and self.conv_clamp is None:
+            self.conv_clamp = FP16_CONV_CLAMP
+            self.conv_dtype_reason += f"; conv_clamp {FP16_CONV_CLAMP:g} as float16 needs"
         for key in ("accum_steps", "d_repeats", "r1_interval", "pl_interval", "pl_batch_shrink", "snapshot_ticks",
-                    "keep_snapshots", "mbstd_group"):
+                    "keep_snapshots", "mbstd_group", "num_fp16_res", "nodes", "tasks_per_node"):
             if getattr(self, key) < 1:
                 raise SetupError(f"training setting {key!r} must be at least 1, got {getattr(self, key)}")
         if self.conv_clamp is not None and not self.conv_clamp > 0:
@@ -230,10 +259,15 @@ class TrainConfig:
         return {k: getattr(self, k) for k in ARCH_KEYS}
 
     def generator_kwargs(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ARCH_KEYS if k != "mbstd_group"}
+        """The Generator's arguments: the architecture and how its convolutions compute."""
+        return {**{k: getattr(self, k) for k in ARCH_KEYS if k != "mbstd_group"}, **self.precision()}
 
     def discriminator_kwargs(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("resolution", "channel_base", "channel_max", "conv_clamp", "mbstd_group")}
+        keys = ("resolution", "channel_base", "channel_max", "conv_clamp", "mbstd_group")
+        return {**{k: getattr(self, k) for k in keys}, **self.precision()}
+
+    def precision(self) -> dict[str, Any]:
+        return {"conv_dtype": self.conv_dtype, "num_fp16_res": self.num_fp16_res}
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting, resolved (the preset's values filled in)."""

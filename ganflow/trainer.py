@@ -36,11 +36,13 @@ Choices the papers leave open, and why:
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -53,13 +55,46 @@ from ganflow.runlog import SetupError
 from ganflow.train_config import TrainConfig
 
 W_AVG_BETA = 0.995
+# Dynamic loss scaling for float16 (the official TensorFlow StyleGAN2-ADA's numbers, in
+# log2 units): start at 2^6, up by 2^0.0005 after each finite step, halve and skip the
+# step when a gradient overflows.
+LOSS_SCALE_LOG2 = (6.0, 0.0005, 1.0)
 ADA_INTERVAL = 4
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 _AUGMENTED = {"Gmain": ("fake",), "Greg": (), "Dmain": ("fake", "real"), "Dreg": ("real",)}
 
 
-def make_strategy(devices: list[str]) -> tf.distribute.Strategy:
-    """Several named devices -> MirroredStrategy; none named -> all GPUs if more than one."""
+def cluster_resolver(env: Mapping[str, str] = os.environ) -> tf.distribute.cluster_resolver.ClusterResolver | None:
+    """The workers of a training spread over processes (None: this process alone).
+
+    TF_CONFIG naming several tasks (any launcher; the tests start local processes), or a
+    SLURM job step of several tasks (`srun`, one task per GPU): SlurmClusterResolver reads
+    its nodes and ranks. Its ports start at 20000 + the job id mod 20000, so that two jobs
+    sharing a node do not collide; it assigns each task its GPUs through
+    CUDA_VISIBLE_DEVICES unless SLURM already bound one GPU to each task.
+    """
+    if "TF_CONFIG" in env:
+        cluster = json.loads(env["TF_CONFIG"]).get("cluster", {})
+        if sum(len(tasks) for tasks in cluster.values()) > 1:
+            return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        return None
+    if int(env.get("SLURM_STEP_NUM_TASKS", "1")) <= 1:
+        return None
+    visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
+        port_base=20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000,
+        gpus_per_node=int(env.get("SLURM_GPUS_ON_NODE", "0") or 0), auto_set_gpu=len(visible) != 1)
+    resolver.cluster_spec()  # resolves now: sets CUDA_VISIBLE_DEVICES before TensorFlow lists GPUs
+    return resolver
+
+
+def make_strategy(devices: list[str], cluster: tf.distribute.cluster_resolver.ClusterResolver | None = None
+                  ) -> tf.distribute.Strategy:
+    """Workers of a cluster -> MultiWorkerMirroredStrategy (create it before any other
+    TensorFlow op); several named devices -> MirroredStrategy; none named -> all GPUs if
+    more than one."""
+    if cluster is not None:
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=cluster)
     if len(devices) > 1:
         return tf.distribute.MirroredStrategy(devices)
     if len(devices) == 1:
@@ -69,10 +104,22 @@ def make_strategy(devices: list[str]) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files: the chief (worker 0) of a cluster, the
+    one process otherwise."""
+    return bool(strategy.extended.should_checkpoint)
+
+
 class Adam(keras.optimizers.Adam):
     """Adam as torch.optim.Adam (and so the official code) computes it: epsilon added to
     the bias-corrected sqrt(v), lr / (1 - beta1^t) on m. Keras adds epsilon to the
-    uncorrected sqrt(v), a different step wherever |gradient| is near epsilon."""
+    uncorrected sqrt(v), a different step wherever |gradient| is near epsilon.
+
+    With `skip_nonfinite` a variable whose gradient holds inf or NaN keeps its value and
+    moments: the loss-scaled float16 step sends all-NaN gradients to skip a whole step.
+    """
+
+    skip_nonfinite = False
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
@@ -82,10 +129,17 @@ class Adam(keras.optimizers.Adam):
         beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
-        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - beta_1))
-        self.assign(v, ops.add(ops.multiply(v, beta_2), ops.multiply(ops.square(gradient), 1 - beta_2)))
-        denom = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(1 - ops.power(beta_2, step))), self.epsilon)
-        self.assign_sub(variable, ops.multiply(ops.divide(lr, 1 - ops.power(beta_1, step)), ops.divide(m, denom)))
+        new_m = ops.add(m, ops.multiply(ops.subtract(gradient, m), 1 - beta_1))
+        new_v = ops.add(ops.multiply(v, beta_2), ops.multiply(ops.square(gradient), 1 - beta_2))
+        denom = ops.add(ops.divide(ops.sqrt(new_v), ops.sqrt(1 - ops.power(beta_2, step))), self.epsilon)
+        new = ops.subtract(variable, ops.multiply(ops.divide(lr, 1 - ops.power(beta_1, step)),
+                                                  ops.divide(new_m, denom)))
+        if self.skip_nonfinite:
+            ok = ops.all(ops.isfinite(gradient))
+            new_m, new_v, new = (ops.where(ok, a, b) for a, b in ((new_m, m), (new_v, v), (new, variable)))
+        self.assign(m, new_m)
+        self.assign(v, new_v)
+        self.assign(variable, new)
 
 
 def _clean(grad: tf.Tensor) -> tf.Tensor:
@@ -120,14 +174,17 @@ class Trainer:
         # weights a function of cfg.seed (a fresh run and its test twins start equal).
         keras.utils.set_random_seed(cfg.seed)
         with self.strategy.scope():
-            dtype = cfg.conv_dtype
-            self.G = networks.Generator(**cfg.generator_kwargs(), conv_dtype=dtype, name="G")
-            self.G_ema = networks.Generator(**cfg.generator_kwargs(), conv_dtype=dtype, name="G_ema")
-            self.D = networks.Discriminator(**cfg.discriminator_kwargs(), conv_dtype=dtype, name="D")
+            self.G = networks.Generator(**cfg.generator_kwargs(), name="G")
+            self.G_ema = networks.Generator(**cfg.generator_kwargs(), name="G_ema")
+            self.D = networks.Discriminator(**cfg.discriminator_kwargs(), name="D")
             for e, v in zip(self.G_ema.weights, self.G.weights):
                 e.assign(v)
             self.g_opt = self._adam("G")
             self.d_opt = self._adam("D")
+            # float16 only: the log2 loss scale of each network's gradients.
+            self.fp16 = cfg.conv_dtype == "float16"
+            self.loss_scale = {net: tf.Variable(LOSS_SCALE_LOG2[0], dtype=tf.float32, trainable=False,
+                                                name=f"loss_scale_{net}") for net in ("G", "D")} if self.fp16 else {}
             self.g_opt.build(self.G.trainable_variables)
             self.d_opt.build(self.D.trainable_variables)
             self.nimg = tf.Variable(0, dtype=tf.int64, trainable=False, name="nimg")
@@ -143,7 +200,8 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(
             G=self.G, G_ema=self.G_ema, D=self.D, g_opt=self.g_opt, d_opt=self.d_opt, nimg=self.nimg,
             d_steps=self.d_steps, g_steps=self.g_steps, rng_counter=self.rng_counter, augment_p=self.augment_p,
-            ada_signs=self.ada_signs, ada_count=self.ada_count, pl_mean=self.pl_mean)
+            ada_signs=self.ada_signs, ada_count=self.ada_count, pl_mean=self.pl_mean,
+            **{f"loss_scale_{net}": v for net, v in self.loss_scale.items()})
         self._grads = {phase: tf.function(partial(self.grads, phase), jit_compile=cfg.xla) for phase in PHASES}
         self._pl_lengths = tf.function(self.pl_lengths_mean, jit_compile=cfg.xla)
         self._g_step = {reg: tf.function(partial(self._g_step_fn, reg)) for reg in (False, True)}
@@ -154,8 +212,10 @@ class Trainer:
     def _adam(self, net: str) -> keras.optimizers.Optimizer:
         cfg, c = self.cfg, self.lazy_c[net]
         lr = cfg.at_resolution("g_lr" if net == "G" else "d_lr")
-        return Adam(learning_rate=float(lr) * c, beta_1=cfg.adam_beta1 ** c, beta_2=cfg.adam_beta2 ** c,
-                    epsilon=cfg.adam_eps)
+        opt = Adam(learning_rate=float(lr) * c, beta_1=cfg.adam_beta1 ** c, beta_2=cfg.adam_beta2 ** c,
+                   epsilon=cfg.adam_eps)
+        opt.skip_nonfinite = cfg.conv_dtype == "float16"
+        return opt
 
     def set_learning_rates(self) -> None:
         """The configured learning rates (x c), e.g. after restoring a snapshot saved under others."""
@@ -239,11 +299,18 @@ class Trainer:
         return augment_lib.augment(images, shared["p"], per[f"aug_{which}_u"], per[f"aug_{which}_n"],
                                    shared[f"margin_{which}"])
 
-    @staticmethod
-    def _gradient(tape: tf.GradientTape, loss: tf.Tensor, variables: list) -> list:
-        # Zeros, not None, for weights a loss does not reach (R1 and D's output bias):
-        # Adam still steps its moments, as upstream's zero gradients do.
-        return tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    def _gradient(self, net: str, tape: tf.GradientTape, loss: tf.Tensor, variables: list) -> list:
+        """d loss / d variables; in float16, taken of the loss x the loss scale (so that
+        small gradients survive float16) and divided back. Zeros, not None, for weights a
+        loss does not reach (R1 and D's output bias): Adam still steps its moments, as
+        upstream's zero gradients do. (The inner gradients of R1 and the path length are
+        not scaled: the official PyTorch code scales none.)"""
+        if not self.fp16:
+            return tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        scale = tf.pow(2.0, self.loss_scale[net].read_value())
+        grads = tape.gradient(loss, variables, output_gradients=scale,
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return [g / scale for g in grads]
 
     def _g_main(self, per: dict, shared: dict, reals: None, extra: Any) -> tuple[list, dict]:
         variables = [v.value for v in self.G.trainable_variables]
@@ -253,7 +320,7 @@ class Trainer:
             fakes = self.G.synthesis(ws, noise=per["noise"])
             logits = self.D(self._augment(fakes, per, shared, "fake"))
             loss = losses.g_nonsaturating_loss(logits)
-        return self._gradient(tape, loss, variables), {"loss_g": loss, "w_mean": tf.reduce_mean(w, axis=0)}
+        return self._gradient("G", tape, loss, variables), {"loss_g": loss, "w_mean": tf.reduce_mean(w, axis=0)}
 
     def _g_reg(self, per: dict, shared: dict, reals: None, extra: Any) -> tuple[list, dict]:
         cfg = self.cfg
@@ -271,7 +338,7 @@ class Trainer:
             loss = losses.lazy_pl(objective, cfg.pl_weight, cfg.pl_interval)
         stats = {"pl": tf.reduce_mean(penalty), "pl_length": tf.reduce_mean(lengths),
                  "pl_mean_new": tf.stop_gradient(mean), "w_mean": tf.reduce_mean(w, axis=0)}
-        return self._gradient(tape, loss, variables), stats
+        return self._gradient("G", tape, loss, variables), stats
 
     def _d_main(self, per: dict, shared: dict, reals: tf.Tensor, extra: Any) -> tuple[list, dict]:
         ws, w = self._ws(per, shared)
@@ -284,7 +351,7 @@ class Trainer:
             loss = losses.d_logistic_loss(real_logits, fake_logits)
         stats = {"loss_d": loss, "d_real": tf.reduce_mean(real_logits), "d_fake": tf.reduce_mean(fake_logits),
                  "sign_real": tf.reduce_mean(tf.sign(real_logits)), "w_mean": tf.reduce_mean(w, axis=0)}
-        return self._gradient(tape, loss, variables), stats
+        return self._gradient("D", tape, loss, variables), stats
 
     def _d_reg(self, per: dict, shared: dict, reals: tf.Tensor, extra: Any) -> tuple[list, dict]:
         cfg = self.cfg
@@ -295,7 +362,7 @@ class Trainer:
                 lambda x: self.D(self._augment(x, per, shared, "real")), reals)
             loss = losses.lazy_r1(penalty, cfg.r1_gamma, cfg.r1_interval)
         stats = {"r1": tf.reduce_mean(penalty), "sign_real_reg": tf.reduce_mean(tf.sign(real_logits))}
-        return self._gradient(tape, loss, variables), stats
+        return self._gradient("D", tape, loss, variables), stats
 
     # ----- gradients of a phase over micro-batches ---------------------------------------------
 
@@ -368,16 +435,37 @@ class Trainer:
 
     # ----- steps ----------------------------------------------------------------------
 
-    def apply(self, phase: str, grads: list) -> None:
+    def apply(self, phase: str, grads: list) -> tf.Tensor | None:
         """The phase's optimiser step with a replica's mean gradients: NaN/inf cleaned as
-        upstream does; Keras sums over replicas, so each holds 1/replicas of its mean."""
+        upstream does; Keras sums over replicas, so each holds 1/replicas of its mean.
+        In float16 a step with any non-finite gradient is skipped instead (every gradient
+        made NaN, which the sum carries to every replica, and Adam keeps what it had);
+        returns whether this replica's gradients were finite (1.0) or not (0.0)."""
         net, opt = (self.G, self.g_opt) if phase[0] == "G" else (self.D, self.d_opt)
-        opt.apply_gradients(zip([_clean(g) / self.replicas for g in grads], net.trainable_variables))
+        if not self.fp16:
+            opt.apply_gradients(zip([_clean(g) / self.replicas for g in grads], net.trainable_variables))
+            return None
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        grads = [tf.where(finite, g, tf.fill(tf.shape(g), math.nan)) / self.replicas for g in grads]
+        opt.apply_gradients(zip(grads, net.trainable_variables))
+        return tf.cast(finite, tf.float32)
 
-    def update_buffers(self, stats: dict) -> dict:
+    def update_buffers(self, phase: str, stats: dict) -> dict:
         """After a phase (stats reduced over replicas): w_avg moves towards the phase's
-        mean w, the path-length running mean takes its new value; returns the rest."""
+        mean w, the path-length running mean takes its new value, and in float16 the loss
+        scale moves (a skipped step does not count as an optimiser step); returns the rest."""
         stats = dict(stats)
+        finite = stats.pop("finite", None)
+        if finite is not None:
+            net = phase[0]
+            ok = finite >= 1.0  # every replica's gradients were finite
+            _, up, down = LOSS_SCALE_LOG2
+            scale = self.loss_scale[net]
+            scale.assign(tf.where(ok, scale + up, scale - down))
+            opt = self.g_opt if net == "G" else self.d_opt
+            opt.iterations.assign_sub(tf.where(ok, tf.constant(0, opt.iterations.dtype),
+                                               tf.constant(1, opt.iterations.dtype)))
+            stats[f"loss_scale_{net}"] = scale.read_value()
         w = stats.pop("w_mean", None)
         if w is not None:
             w_avg = self.G.mapping.w_avg
@@ -394,11 +482,12 @@ class Trainer:
         def replica(*args) -> dict:
             rid = tf.distribute.get_replica_context().replica_id_in_sync_group
             grads, stats = self.phase_grads(phase, seed, args[0] if args else None, rid)
-            self.apply(phase, grads)
-            return stats
+            finite = self.apply(phase, grads)
+            return stats if finite is None else {**stats, "finite": finite}
 
         stats = self.strategy.run(replica, args=() if reals is None else (reals,))
-        return self.update_buffers({k: self.strategy.reduce("MEAN", v, axis=None) for k, v in stats.items()})
+        reduced = {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in stats.items()}
+        return self.update_buffers(phase, reduced)
 
     def _g_step_fn(self, reg: bool) -> dict:
         stats = self._phase("Gmain")
@@ -509,12 +598,22 @@ class Trainer:
 
 
 def step_batches(images: tf.data.Dataset, trainer: Trainer) -> Iterator:
-    """Batches of one D step, arranged so replica r receives its [k, micro] block."""
+    """Batches of one D step, arranged so replica r receives its [k, micro] block.
+
+    Every input pipeline (one per worker process) reads the same global batches and keeps
+    its own replicas' blocks, so any layout of devices and workers sees exactly what one
+    device would (the whole stream is decoded on each worker: see README)."""
     k, r, m = trainer.accum, trainer.replicas, trainer.micro
     ds = images.repeat().batch(trainer.batch, drop_remainder=True)
-    if r > 1 and k > 1:
-        def arrange(x: tf.Tensor) -> tf.Tensor:
-            x = tf.reshape(x, [k, r, m, *x.shape[1:]])
-            return tf.reshape(tf.transpose(x, [1, 0, 2, 3, 4, 5]), [k * r * m, *x.shape[3:]])
-        ds = ds.map(arrange)
-    return iter(trainer.strategy.experimental_distribute_dataset(ds.prefetch(tf.data.AUTOTUNE)))
+
+    def blocks(x: tf.Tensor) -> tf.Tensor:  # [r, k * m, H, W, C]: replica i's images in row i
+        x = tf.reshape(x, [k, r, m, *x.shape[1:]])
+        return tf.reshape(tf.transpose(x, [1, 0, 2, 3, 4, 5]), [r, k * m, *x.shape[3:]])
+
+    def pipeline(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        local = r // ctx.num_input_pipelines
+        first = ctx.input_pipeline_id * local
+        mine = ds.map(lambda x: blocks(x)[first:first + local])
+        return mine.unbatch().prefetch(tf.data.AUTOTUNE)  # one element per local replica, in order
+
+    return iter(trainer.strategy.distribute_datasets_from_function(pipeline))

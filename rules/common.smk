@@ -57,6 +57,15 @@ FINAL = f"{R}/round-{config['rounds']}/train"
 # name a released file too: it is imported there, and round 1 starts from the import.
 GENERATOR = config["generator"]
 TRAIN_INIT = config["train"].get("init_from")
+# Training over several tasks (one per GPU, nodes x tasks_per_node): the train rule then asks
+# SLURM for that many tasks and starts them itself with srun (the plugin's `mpi` jobs).
+# tasks_per_gpu 0 keeps the plugin from reading `tasks` as tasks per GPU.
+TRAIN_TASKS = config["train"].get("nodes", 1) * config["train"].get("tasks_per_node", 1)
+TRAIN_RESOURCES = dict(
+    nodes=config["train"].get("nodes", 1), tasks=TRAIN_TASKS, tasks_per_gpu=0
+)
+if TRAIN_TASKS > 1:
+    TRAIN_RESOURCES["mpi"] = "srun"
 IMPORTED = f"{R}/imported"
 
 

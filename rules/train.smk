@@ -22,6 +22,7 @@ rule train:
         CONDA_GPU_ENV
     threads: 8
     resources:
+        **TRAIN_RESOURCES,
         gpu=1,
     params:
         train=train_params(),

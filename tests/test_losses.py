@@ -256,7 +256,7 @@ def test_lazy_adam_steps_w_avg_and_ema_match_official(ref) -> None:
         net = phase[0]
         t.apply(phase, [tf.constant(g) for g in official_grads(t, ref, phase, net)])
         if phase != "Dreg":
-            t.update_buffers({"w_mean": tf.constant(ref[f"out/{phase}/gen_ws"][:, 0].mean(0))})
+            t.update_buffers(phase, {"w_mean": tf.constant(ref[f"out/{phase}/gen_ws"][:, 0].mean(0))})
         names = official_names(t)
         compared = 0
         for key, (variable, layout) in names.items():

@@ -25,6 +25,7 @@ CPUS, MEM_MB, GPUS = 2, 4000, 2
 GPU_RULES = {"train", "rank", "samples", "figures", "videos_walk", "project", "project_encoder", "edit_tagger",
              "edit_boundaries", "edit_video"}
 RULE_THREADS = {"train": 8, **{rule: 4 for rule in GPU_RULES - {"train"}}}  # rules/*.smk
+TRAIN_TASKS = 2
 
 
 def fit_profile(profile: dict, cpus: int, mem_mb: int) -> dict:
@@ -70,7 +71,10 @@ TARGETS = [f"results/demo/{t}" for t in (
 def slurm_run(cluster, tmp_path_factory, cascade_path):
     """The tiny chain's TARGETS through profiles/slurm, and sacct's row for each job."""
     wd = tmp_path_factory.mktemp("dag")
-    config = yaml.safe_load(tiny_config(wd, cascade_path, rounds=1, **{"samples.seeds": "0-3"}).read_text())
+    # Training as two tasks of one job (as on two GPUs; tf.distribute over CPUs here); the
+    # node's stand-in GPUs are no GPUs to TensorFlow, so no job may insist on seeing one.
+    config = yaml.safe_load(tiny_config(wd, cascade_path, rounds=1, **{
+        "samples.seeds": "0-3", "train.tasks_per_node": TRAIN_TASKS, "train.require_gpu": False}).read_text())
     profile = fit_profile(yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text()), CPUS, MEM_MB)
     (wd / "profile").mkdir()
     (wd / "profile/config.yaml").write_text(yaml.safe_dump(profile))
@@ -78,8 +82,8 @@ def slurm_run(cluster, tmp_path_factory, cascade_path):
     every_rule = set(jobs_planned(wd)) | set(planned)  # (one round: `all` ranks none)
     snakemake(wd, "--profile", str(wd / "profile"), *TARGETS)
     out = cluster.run("sacct", "--allusers", "--allocations", "--parsable2", "--noheader",
-                      "--format=Comment,State,ReqCPUS,ReqMem,AllocTRES")
-    jobs = [dict(zip(("comment", "state", "cpus", "mem", "tres"), line.split("|")))
+                      "--format=Comment,State,ReqCPUS,ReqMem,AllocTRES,JobID")
+    jobs = [dict(zip(("comment", "state", "cpus", "mem", "tres", "jobid"), line.split("|")))
             for line in out.splitlines()]
     for job in jobs:  # the plugin's comment: rule_<rule>[_wildcards_<values>]
         job["rule"] = job["comment"].removeprefix("rule_").split("_wildcards_")[0]
@@ -106,8 +110,25 @@ def test_jobs_got_the_profiles_resources(slurm_run):
         assert job["mem"] == f"{mem_mb}M", rule
         assert ("gres/gpu=1" in job["tres"]) == (rule in GPU_RULES), (rule, job["tres"])
         threads = RULE_THREADS.get(rule, images_threads if rule == "images" else 1)
-        assert int(job["cpus"]) == min(threads, profile["max-threads"]), rule
+        tasks = TRAIN_TASKS if rule == "train" else 1
+        assert int(job["cpus"]) == min(threads, profile["max-threads"]) * tasks, rule
 
 
 def test_nothing_left_to_do(slurm_run):
     assert jobs_planned(slurm_run.wd, *TARGETS) == {}
+
+
+def test_training_ran_as_tasks_of_one_job(slurm_run, cluster):
+    """The train job started its workers with srun: one step of TRAIN_TASKS tasks, each a
+    tf.distribute worker (the chief wrote, the other said it writes nothing)."""
+    (train,) = [job for job in slurm_run.jobs if job["rule"] == "train"]
+    out = cluster.run("sacct", "--allusers", "--parsable2", "--noheader", "-j", train["jobid"],
+                      "--format=JobID,NTasks,State")
+    steps = [dict(zip(("id", "tasks", "state"), line.split("|"))) for line in out.splitlines()]
+    workers = [s for s in steps if s["id"].split(".")[-1].isdigit()]
+    assert [(s["tasks"], s["state"]) for s in workers] == [(str(TRAIN_TASKS), "COMPLETED")], steps
+    log = (slurm_run.wd / "logs/demo/round-1/train.log").read_text()
+    assert f"starting {TRAIN_TASKS} training workers: srun --ntasks {TRAIN_TASKS}" in log
+    for task in range(TRAIN_TASKS):
+        assert f"{task}: " in log and f"{TRAIN_TASKS} replica(s)" in log
+    assert log.count("this worker writes no files (the chief does)") == TRAIN_TASKS - 1

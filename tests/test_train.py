@@ -178,8 +178,8 @@ def test_conv_dtype_auto_is_bfloat16_where_the_hardware_multiplies_it(monkeypatc
         monkeypatch.setattr(train_config, "cpu_flags", lambda: flags)
         assert TrainConfig.from_dict({"resolution": 16}).to_dict()["conv_dtype"] == dtype
         assert TrainConfig.from_dict({"resolution": 16, "conv_dtype": "float32"}).conv_dtype == "float32"
-    with pytest.raises(SetupError, match="'conv_dtype' must be one of auto, float32, bfloat16"):
-        TrainConfig.from_dict({"conv_dtype": "float16"})
+    with pytest.raises(SetupError, match="'conv_dtype' must be one of auto, float32, bfloat16, float16"):
+        TrainConfig.from_dict({"conv_dtype": "float64"})
 
 
 # ----- the update: accumulation, devices, learning --------------------------------------

@@ -2,10 +2,11 @@
 from pathlib import Path
 
 from ganflow import edit, tagger, weights
-from ganflow.runlog import limit_threads, logged
+from ganflow.devices import start
+from ganflow.runlog import logged
 
 with logged(snakemake.log[0]):
-    limit_threads(snakemake.threads)
+    start(snakemake.threads, require_gpu=snakemake.config["train"].get("require_gpu"))
     p, b = snakemake.params, dict(snakemake.params.boundary)
     G, _, _ = weights.load_export(Path(snakemake.input.export).parent)
     edit.make_tag_directions(G, tagger.load(snakemake.input.tagger), snakemake.output.npz, snakemake.output.tsv,

@@ -2,10 +2,11 @@
 from pathlib import Path
 
 from ganflow import edit, tagger, weights
-from ganflow.runlog import limit_threads, logged
+from ganflow.devices import start
+from ganflow.runlog import logged
 
 with logged(snakemake.log[0]):
-    limit_threads(snakemake.threads)
+    start(snakemake.threads, require_gpu=snakemake.config["train"].get("require_gpu"))
     G, _, _ = weights.load_export(Path(snakemake.input.export).parent)
     edit.tag_figure(G, tagger.load(snakemake.input.tagger), edit.load_directions(snakemake.input.directions),
                     f"tag-{snakemake.wildcards.tag}", snakemake.output.png, snakemake.output.tsv,

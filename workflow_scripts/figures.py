@@ -2,10 +2,11 @@
 from pathlib import Path
 
 from ganflow import figures, weights
-from ganflow.runlog import limit_threads, logged
+from ganflow.devices import start
+from ganflow.runlog import logged
 
 with logged(snakemake.log[0]):
-    limit_threads(snakemake.threads)
+    start(snakemake.threads, require_gpu=snakemake.config["train"].get("require_gpu"))
     cfg = snakemake.params.figures
     G, _, _ = weights.load_export(Path(snakemake.input.export).parent)
     figures.make_figures(G, Path(snakemake.output[0]).parent, psi=snakemake.params.psi, settings=cfg,

@@ -2,10 +2,11 @@
 from pathlib import Path
 
 from ganflow import project
-from ganflow.runlog import limit_threads, logged
+from ganflow.devices import start
+from ganflow.runlog import logged
 
 with logged(snakemake.log[0]):
-    limit_threads(snakemake.threads)
+    start(snakemake.threads, require_gpu=snakemake.config["train"].get("require_gpu"))
     p = snakemake.params
     project.make_projection(Path(snakemake.input.export).parent, snakemake.input.target,
                             Path(snakemake.output.w).parent, settings=dict(p.settings), distance_name=p.distance,

@@ -2,9 +2,10 @@
 from pathlib import Path
 
 from ganflow import encoder
-from ganflow.runlog import limit_threads, logged
+from ganflow.devices import start
+from ganflow.runlog import logged
 
 with logged(snakemake.log[0]):
-    limit_threads(snakemake.threads)
+    start(snakemake.threads, require_gpu=snakemake.config["train"].get("require_gpu"))
     settings = {k: v for k, v in snakemake.params.encoder.items() if k != "enabled"}
     encoder.make_encoder(Path(snakemake.input.export).parent, snakemake.output[0], settings)

@@ -2,9 +2,10 @@
 from pathlib import Path
 
 from ganflow import rank
-from ganflow.runlog import limit_threads, logged
+from ganflow.devices import start
+from ganflow.runlog import logged
 
 with logged(snakemake.log[0]):
-    limit_threads(snakemake.threads)
+    start(snakemake.threads, require_gpu=snakemake.config["train"].get("require_gpu"))
     rank.rank_dataset(Path(snakemake.input.export).parent, Path(snakemake.input.dataset).parent,
                       snakemake.input.manifests, snakemake.output[0], batch_size=snakemake.params.batch_size)

@@ -70,8 +70,9 @@ def cluster_resolver(env: Mapping[str, str] = os.environ) -> tf.distribute.clust
     TF_CONFIG naming several tasks (any launcher; the tests start local processes), or a
     SLURM job step of several tasks (`srun`, one task per GPU): SlurmClusterResolver reads
     its nodes and ranks. Its ports start at 20000 + the job id mod 20000, so that two jobs
-    sharing a node do not collide; it assigns each task its GPUs through
-    CUDA_VISIBLE_DEVICES unless SLURM already bound one GPU to each task.
+    sharing a node do not collide. It gives each task its share of the node's GPUs through
+    CUDA_VISIBLE_DEVICES, unless SLURM already bound one GPU to each task; tasks without
+    GPUs of their own (more tasks than GPUs, or none: CPU tests) keep the environment's.
     """
     if "TF_CONFIG" in env:
         cluster = json.loads(env["TF_CONFIG"]).get("cluster", {})
@@ -80,10 +81,15 @@ def cluster_resolver(env: Mapping[str, str] = os.environ) -> tf.distribute.clust
         return None
     if int(env.get("SLURM_STEP_NUM_TASKS", "1")) <= 1:
         return None
+    gpus = int(env.get("SLURM_GPUS_ON_NODE") or 0)
+    tasks = max(int(part.split("(")[0]) for part in env.get("SLURM_STEP_TASKS_PER_NODE", "1").split(","))
     visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if gpus >= tasks:
+        placement = dict(gpus_per_node=gpus, auto_set_gpu=len(visible) != 1)
+    else:  # one slot per task and no GPU assignment (the resolver needs as many slots as tasks)
+        placement = dict(gpus_per_node=tasks, gpus_per_task=1, auto_set_gpu=False)
     resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
-        port_base=20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000,
-        gpus_per_node=int(env.get("SLURM_GPUS_ON_NODE", "0") or 0), auto_set_gpu=len(visible) != 1)
+        port_base=20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000, **placement)
     resolver.cluster_spec()  # resolves now: sets CUDA_VISIBLE_DEVICES before TensorFlow lists GPUs
     return resolver
 

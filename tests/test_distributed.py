@@ -124,3 +124,32 @@ def _weights_at_start(tmp_path: Path) -> dict[str, np.ndarray]:
 
     t = Trainer(TrainConfig.from_dict(CFG))
     return {**{f"G_ema/{w.path}": w.numpy() for w in t.G_ema.weights}, **{f"D/{w.path}": w.numpy() for w in t.D.weights}}
+
+
+def test_slurm_steps_resolve_to_one_worker_per_task(monkeypatch) -> None:
+    """What SlurmClusterResolver makes of a job step: 2 nodes x 2 tasks with 2 GPUs each
+    get one GPU per task; tasks without GPUs (this CPU, the SLURM test) get none assigned."""
+    import importlib
+
+    import tensorflow as tf
+    from ganflow.trainer import cluster_resolver
+
+    slurm = importlib.import_module("tensorflow.python.distribute.cluster_resolver.slurm_cluster_resolver")
+    monkeypatch.setattr(slurm, "expand_hostlist", lambda nodes: ["n1", "n2"])  # scontrol's work
+    step = {"SLURM_STEP_NUM_TASKS": "4", "SLURM_STEP_NODELIST": "n[1-2]", "SLURM_STEP_TASKS_PER_NODE": "2(x2)",
+            "SLURM_JOB_ID": "20123"}
+    assert cluster_resolver({}) is None and cluster_resolver({"SLURM_STEP_NUM_TASKS": "1"}) is None
+    for name, value in {**step, "SLURM_PROCID": "3", "SLURM_GPUS_ON_NODE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    resolver = cluster_resolver(dict(os.environ))
+    assert resolver.cluster_spec().as_dict() == {"worker": ["n1:20123", "n1:20124", "n2:20123", "n2:20124"]}
+    assert (resolver.task_type, resolver.task_id) == ("worker", 3)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"  # the second task on its node takes the second GPU
+    monkeypatch.setenv("SLURM_GPUS_ON_NODE", "0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    resolver = cluster_resolver(dict(os.environ))
+    assert len(resolver.cluster_spec().as_dict()["worker"]) == 4 and os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    assert isinstance(cluster_resolver({"TF_CONFIG": json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                                 "task": {"type": "worker", "index": 0}})}),
+                      tf.distribute.cluster_resolver.TFConfigClusterResolver)

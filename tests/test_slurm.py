@@ -125,7 +125,7 @@ def test_training_ran_as_tasks_of_one_job(slurm_run, cluster):
     out = cluster.run("sacct", "--allusers", "--parsable2", "--noheader", "-j", train["jobid"],
                       "--format=JobID,NTasks,State")
     steps = [dict(zip(("id", "tasks", "state"), line.split("|"))) for line in out.splitlines()]
-    workers = [s for s in steps if s["id"].split(".")[-1].isdigit()]
+    workers = [s for s in steps if "." in s["id"] and s["id"].split(".")[-1].isdigit()]  # srun steps
     assert [(s["tasks"], s["state"]) for s in workers] == [(str(TRAIN_TASKS), "COMPLETED")], steps
     log = (slurm_run.wd / "logs/demo/round-1/train.log").read_text()
     assert f"starting {TRAIN_TASKS} training workers: srun --ntasks {TRAIN_TASKS}" in log

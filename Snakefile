@@ -12,6 +12,8 @@ if not workflow.config_settings.configfiles:
     configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+# Whether the user chose the edit methods (a default may adapt to the source; a choice may not).
+EDIT_METHODS_GIVEN = "methods" in (config.get("edit") or {})
 try:
     config.update(_validate(config, f"{workflow.basedir}/config/schema.yaml"))
 except ConfigError as _err:

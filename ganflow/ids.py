@@ -440,6 +440,13 @@ def _walk(root: Path) -> Iterator[tuple[Path, OSError | None]]:
     yield from walk(root)
 
 
+def has_sidecar_tags(root: str | Path) -> bool:
+    """Whether a folder source carries any tags (a .txt beside an image): without them no
+    tag direction can be learned, which is better said before training than after. Stops
+    at the first one found."""
+    return any(path.suffix.lower() == ".txt" and error is None for path, error in _walk(Path(root)))
+
+
 def _sidecar_tags(image: Path) -> set[str]:
     """Tags from `image`'s same-name .txt file (none without one); ValueError when it exists
     but cannot be read."""

@@ -82,18 +82,22 @@ def logged(log_file: str | Path | None) -> Iterator[logging.Logger]:
     except SetupError as exc:
         log.error("%s", exc)
         sys.exit(f"ERROR: {exc}")
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
+    except Exception as exc:
+        if not _disk_full(exc):  # anything else: the rule's log must still say why
             log.exception("failed: %s", exc)
             raise
-        message = (f"the disk is full: no space left to write {exc.filename or 'an output'}; free space "
-                   "there and run the same command again (nothing half-written was kept)")
+        where = getattr(exc, "filename", None) or "an output"
+        message = (f"the disk is full: no space left to write {where}; free space there and run the same "
+                   "command again (nothing half-written was kept)")
         log.error("%s", message)
         sys.exit(f"ERROR: {message}")
-    except Exception as exc:  # anything else: the rule's log must still say why
-        log.exception("failed: %s", exc)
-        raise
     finally:
         for h in handlers:
             root.removeHandler(h)
             h.close()
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """A full disk, however it surfaced: Python's OSError, or TensorFlow's own errors
+    (a checkpoint or TFRecord write), which carry only the message."""
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)

@@ -71,9 +71,12 @@ def choose_tags(tag_sets: Sequence[frozenset[str]], wanted: Sequence[str], min_c
                              "edit.tags or lower edit.min_count")
         return list(wanted)
     chosen = sorted(t for t, c in counts.items() if min_count <= c <= n - min_count)
+    if not counts:
+        raise SetupError(f"none of the {n} images has a tag, so no tag direction can be learned; set "
+                         "edit.methods: [sefa, ganspace], or give the images tags (metadata or .txt files)")
     if not chosen:
         raise SetupError(f"no tag is on at least edit.min_count ({min_count}) of the {n} images and missing from "
-                         "as many; lower edit.min_count or list edit.tags")
+                         "as many; lower edit.min_count, list edit.tags, or set edit.methods: [sefa, ganspace]")
     return chosen
 
 

@@ -160,14 +160,31 @@ def _check_resume(meta: dict, cfg: TrainConfig, fingerprint: str, snapshot: Path
         raise SetupError(
             f"cannot resume from {snapshot}: it has a different architecture ({', '.join(arch)}); to continue "
             f"that run, set these settings back; {separate}")
-    if meta["dataset_fingerprint"] != fingerprint:
-        raise SetupError(
-            f"cannot resume from {snapshot}: it was trained on a different dataset (fingerprint "
-            f"{meta['dataset_fingerprint'][:12]} -> {fingerprint[:12]}); to continue that run, restore the "
-            f"dataset it was trained on (the earlier images and dataset settings); {separate}, with "
-            f"init_from={run_dir} to fine-tune it on the new data")
     now = json.loads(json.dumps(cfg.to_dict()))  # as stored: resolution keys become strings
-    return [f"{k} {v!r} -> {now.get(k)!r}" for k, v in meta["config"].items() if now.get(k) != v]
+    changes = [f"{k} {v!r} -> {now.get(k)!r}" for k, v in meta["config"].items() if now.get(k) != v]
+    if meta["dataset_fingerprint"] != fingerprint:
+        change = f"dataset fingerprint {meta['dataset_fingerprint'][:12]} -> {fingerprint[:12]}"
+        if cfg.on_dataset_change == "stop":
+            raise SetupError(
+                f"cannot resume from {snapshot}: it was trained on a different dataset ({change}); to continue "
+                f"that run, restore the dataset it was trained on (the earlier images and dataset settings); "
+                f"{separate}, with init_from={run_dir} to fine-tune it on the new data; or set "
+                f"train.on_dataset_change to continue (its weights go on training on the new data) or restart")
+        log.warning("the dataset changed since %s (%s): its weights go on training on the new data "
+                    "(train.on_dataset_change: continue; 'restart' starts afresh, 'stop' refuses)", snapshot, change)
+        changes.append(change)
+    return changes
+
+
+def _retire(run_dir: Path, fingerprint: str) -> Path:
+    """Move a run's snapshots aside (never deleted: they are its only copy) so that a
+    restarted run begins afresh in the same place."""
+    aside, n = run_dir / f"retired-{fingerprint[:12]}", 1
+    while aside.exists():
+        aside, n = run_dir / f"retired-{fingerprint[:12]}-{n}", n + 1
+    aside.mkdir()
+    os.rename(run_dir / "snapshots", aside / "snapshots")
+    return aside
 
 
 def _check_transfer(arch: dict[str, Any], cfg: TrainConfig, source: Path) -> None:
@@ -357,6 +374,13 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
         shutil.rmtree(partial_dir, ignore_errors=True)
     log_path, frames_dir = run_dir / "log.csv", run_dir / "frames"
     newest = _newest_intact(run_dir, set_aside=chief)
+    if newest and cfg.on_dataset_change == "restart":
+        old = weights.read_json(newest / "meta.json")["dataset_fingerprint"]
+        if old != dataset_fingerprint:
+            log.warning("the dataset changed since %s (fingerprint %s -> %s): training starts afresh "
+                        "(train.on_dataset_change: restart)%s", newest, old[:12], dataset_fingerprint[:12],
+                        f"; its snapshots are kept in {_retire(run_dir, old)}" if chief else "")
+            newest = None
     resumed_from = transferred_from = None
     if newest:
         meta = weights.read_json(newest / "meta.json")

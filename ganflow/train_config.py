@@ -41,6 +41,7 @@ PRESET_NAMES = ("by-resolution", "auto", *PRESETS)
 PRESET_KEYS = ("batch_size", "mbstd_group", "channel_base", "g_lr", "d_lr", "r1_gamma", "ema_kimg", "ema_rampup",
                "mapping_layers", "total_kimg")
 CONV_DTYPES = ("auto", "float32", "bfloat16", "float16")
+DATASET_CHANGES = ("continue", "restart", "stop")
 # What conv_dtype float16 sets conv_clamp to when it is not given: the official value,
 # which keeps float16 activations far from float16's largest number (65504).
 FP16_CONV_CLAMP = 256.0
@@ -145,7 +146,10 @@ class TrainConfig:
     `conv_dtype_reason` says why. `require_gpu` (None: when a GPU was requested, by SLURM,
     CUDA_VISIBLE_DEVICES or `devices`) stops a job that sees no GPU. `nodes` and
     `tasks_per_node` (one per GPU) start training as that many tf.distribute workers
-    under SLURM (srun); the batch stays the global batch.
+    under SLURM (srun); the batch stays the global batch. `on_dataset_change` says what a
+    run does when its dataset changed since its newest snapshot (images added, removed or
+    re-cleaned): "continue" its weights on the new data (logged), "restart" from scratch
+    (the old snapshots kept aside), or "stop" with a sentence.
     `xla` compiles the gradient computation (slower on CPU: see benchmarks/); it pads
     augmented images by a fixed margin (see augment.py).
     """
@@ -198,6 +202,7 @@ class TrainConfig:
     require_gpu: bool | None = None
     nodes: int = 1
     tasks_per_node: int = 1
+    on_dataset_change: str = "continue"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -228,6 +233,9 @@ class TrainConfig:
         self.grid = list(self.grid)
         if len(self.grid) != 2 or min(self.grid) < 1:
             raise SetupError(f"training setting 'grid' must be [columns, rows], got {self.grid}")
+        if self.on_dataset_change not in DATASET_CHANGES:
+            raise SetupError(f"training setting 'on_dataset_change' must be one of {', '.join(DATASET_CHANGES)}, "
+                             f"got {self.on_dataset_change!r}")
         if self.conv_dtype not in CONV_DTYPES:
             raise SetupError(f"training setting 'conv_dtype' must be one of {', '.join(CONV_DTYPES)}, "
                              f"got {self.conv_dtype!r}")

@@ -219,6 +219,25 @@ def user_source_root():
     return root
 
 
+# Tag directions need tagged images: a folder source without sidecar .txt files has none,
+# which is said here rather than by the tagger job after training.
+_TAG_APPLIED = [a for a in config["edit"]["apply"] if a.startswith("tag-")]
+if (
+    config["source"]["kind"] == "folder"
+    and not GENERATOR
+    and ("tags" in config["edit"]["methods"] or _TAG_APPLIED)
+    and not _ids.has_sidecar_tags(user_source_root())
+):
+    if EDIT_METHODS_GIVEN or _TAG_APPLIED:
+        raise WorkflowError(
+            f"config key edit.methods: tags needs tagged images, but source.root "
+            f"{config['source']['root']} holds no .txt tag file beside any image; set "
+            f"edit.methods: [sefa, ganspace] (and no tag- entries in edit.apply), or add "
+            f"a .txt of tags beside each image"
+        )
+    config["edit"]["methods"] = [m for m in config["edit"]["methods"] if m != "tags"]
+
+
 def metadata_files():
     """The configured metadata files (globs allowed) under source.root; none for a folder.
     A root or pattern that finds nothing stops the run here, naming the key to change.

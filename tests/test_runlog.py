@@ -61,3 +61,19 @@ def test_setup_errors_stay_one_sentence(tmp_path):
         with logged(log_file):
             raise SetupError("config key x is wrong")
     assert "Traceback" not in log_file.read_text()
+
+
+def test_a_full_disk_under_tensorflow_is_one_sentence(tmp_path):
+    """TensorFlow's writers (TFRecords, checkpoints) raise their own errors, not OSError:
+    /dev/full fails every write with ENOSPC, as a full disk does."""
+    import tensorflow as tf
+
+    log_file = tmp_path / "job.log"
+    with pytest.raises(SystemExit) as stop:
+        with logged(log_file):
+            with tf.io.TFRecordWriter("/dev/full") as writer:
+                for _ in range(100):
+                    writer.write(b"x" * 100_000)
+                writer.flush()
+    assert str(stop.value).startswith("ERROR: the disk is full: no space left to write an output; free space")
+    assert "Traceback" not in log_file.read_text() and "ResourceExhaustedError" not in log_file.read_text()

@@ -494,8 +494,9 @@ def test_resume_refuses_changed_architecture_or_dataset(finished_run: Run, tmp_p
     data, fingerprint = stream(TrainConfig.from_dict(RUN), finished_run.data_dir), finished_run.fingerprint
     # The first remedy offered is the way back to a state that resumes, then a separate
     # run: never deleting the snapshots, which are the only copy of the run's progress.
+    stop = TrainConfig.from_dict({**RUN, "on_dataset_change": "stop"})
     with pytest.raises(SetupError, match="different dataset.*; to continue that run, restore the dataset") as e:
-        train.train(TrainConfig.from_dict(RUN), data, "other", run_dir, tmp_path / "out")
+        train.train(stop, data, "other", run_dir, tmp_path / "out")
     assert "delete" not in str(e.value) and "new `dataset` name" in str(e.value)
     with pytest.raises(SetupError, match=r"different architecture \(channel_max 32 -> 16\); to continue that "
                                          r"run, set these settings back") as e:
@@ -506,6 +507,31 @@ def test_resume_refuses_changed_architecture_or_dataset(finished_run: Run, tmp_p
     result = train.train(TrainConfig.from_dict({**RUN, "g_lr": 0.001}), data, fingerprint, run_dir, tmp_path / "out")
     assert result["start_kimg"] == result["kimg"] == 0.768
     assert "g_lr 0.0025 -> 0.001" in caplog.text
+
+
+def test_a_changed_dataset_continues_by_default_or_restarts_keeping_the_old_snapshots(
+        finished_run: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What plain `snakemake` does after images were added or removed: go on training
+    (logged), or, asked to, start afresh with the old snapshots moved aside, not deleted."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run.run_dir, run_dir)
+    data = stream(TrainConfig.from_dict(RUN), finished_run.data_dir)
+    longer = {**RUN, "total_kimg": 0.896}
+    with caplog.at_level(logging.WARNING, logger="ganflow.train"):
+        result = train.train(TrainConfig.from_dict(longer), data, "new" * 20, run_dir, tmp_path / "out")
+    assert result["start_kimg"] == 0.768 and result["kimg"] == 0.896 and result["resumed_from"]
+    assert "its weights go on training on the new data (train.on_dataset_change: continue" in caplog.text
+    assert weights.read_json(train._snapshots(run_dir)[-1] / "meta.json")["dataset_fingerprint"] == "new" * 20
+    before = [p.name for p in train._snapshots(run_dir)]
+    caplog.clear()
+    restart = TrainConfig.from_dict({**RUN, "total_kimg": 0.128, "on_dataset_change": "restart"})
+    with caplog.at_level(logging.WARNING, logger="ganflow.train"):
+        result = train.train(restart, data, finished_run.fingerprint, run_dir, tmp_path / "out")
+    assert result["start_kimg"] == 0 and result["resumed_from"] is None and result["kimg"] == 0.128
+    assert sorted(p.name for p in (run_dir / f"retired-{'new' * 4}" / "snapshots").iterdir()) == before
+    assert "training starts afresh (train.on_dataset_change: restart); its snapshots are kept in" in caplog.text
+    with pytest.raises(SetupError, match="'on_dataset_change' must be one of continue, restart, stop"):
+        TrainConfig.from_dict({**RUN, "on_dataset_change": "ask"})
 
 
 def test_init_from_shows_prior_model_in_first_frame(finished_run: Run, tmp_path: Path) -> None:

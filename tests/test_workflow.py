@@ -181,6 +181,25 @@ def test_rerun_only_what_changed(demo_run):
     assert len(changed) < len(made)
 
 
+def test_tag_edits_of_a_folder_without_tags_are_refused_before_anything_runs(tmp_path, cascade_path):
+    """Tag directions need tagged images: asked for on a folder with no .txt tag files, the
+    run stops at once naming the fix; by default the edits leave them out."""
+    art = tmp_path / "art"
+    art.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(art / "a.png")
+    config = yaml.safe_load(tiny_config(tmp_path, cascade_path, source={"kind": "folder", "root": "art"}).read_text())
+    assert "tags" in config["edit"]["methods"]
+    proc = snakemake(tmp_path, "--dry-run", "results/demo/ids/summary.json", check=False)
+    assert proc.returncode != 0 and "config key edit.methods: tags needs tagged images, but source.root art holds " \
+        "no .txt tag file beside any image; set edit.methods: [sefa, ganspace]" in proc.stdout + proc.stderr
+    config["edit"] = {k: v for k, v in config["edit"].items() if k not in ("methods", "apply")}  # the defaults
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    planned = jobs_planned(tmp_path)
+    assert "edit_sefa" in planned and "edit_tagger" not in planned, sorted(planned)
+    (art / "a.txt").write_text("smile\n")  # one tagged image: tags are possible again
+    assert "edit_tagger" in jobs_planned(tmp_path)
+
+
 def test_folder_source_reruns_ids_for_new_or_removed_files_and_one_shard_for_an_edit(tmp_path, cascade_path):
     """No source image is a Snakemake input: a touch reruns nothing, an edit only its
     shard's faces job, a file added or removed the ids stage (the folders' times)."""
@@ -189,7 +208,8 @@ def test_folder_source_reruns_ids_for_new_or_removed_files_and_one_shard_for_an_
     for i in range(8):
         (art / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(art / f"d{i % 2}" / f"{i}.png")
-    tiny_config(tmp_path, cascade_path, source={"kind": "folder", "root": "art"}, **{"faces.enabled": False})
+    tiny_config(tmp_path, cascade_path, source={"kind": "folder", "root": "art"},
+                **{"faces.enabled": False, "edit.methods": ["sefa"]})  # no tags without sidecars
     targets = [f"results/demo/faces/{shard}.tsv" for shard in ("0000", "0001")]
     snakemake(tmp_path, *targets)
     assert jobs_planned(tmp_path, *targets) == {}

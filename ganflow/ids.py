@@ -332,12 +332,14 @@ def folder_ids(relatives: Iterable[str]) -> dict[str, str]:
     """Readable, unique, file-name-safe ids for the files of a folder source (relative path ->
     id): the slug of the path, with "_" and the first 8 hex digits of the path's sha256 where
     the slug alone would not do: shared with another path (compared case-insensitively, as
-    on macOS and Windows disks), longer than the limit (cut to its end, the file name) or
-    empty. Suffixed ids that clash again get longer hashes. The same folder gives the same
-    ids; a new file whose slug clashes with an existing one suffixes both."""
+    on macOS and Windows disks), longer than the limit (cut to its end, the file name), or
+    with nothing readable left of the file name itself (`groups/まどか.jpg` is not just
+    `groups`). Suffixed ids that clash again get longer hashes. The same folder gives the
+    same ids; a new file whose slug clashes with an existing one suffixes both."""
     relatives = list(relatives)
     slugs = {r: folder_slug(r) for r in relatives}
-    ids = {r: s if 0 < len(s) <= ID_MAX_LENGTH else _hashed(r, s, 8) for r, s in slugs.items()}
+    ids = {r: s if len(s) <= ID_MAX_LENGTH and folder_slug(PurePosixPath(r).name) else _hashed(r, s, 8)
+           for r, s in slugs.items()}
     for digits in (8, 16, 64):
         seen = Counter(i.lower() for i in ids.values())
         for r in [r for r, i in ids.items() if seen[i.lower()] > 1]:

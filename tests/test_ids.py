@@ -387,12 +387,15 @@ def test_folder_ids_are_readable_file_names_and_unique():
     appears only where the slug alone would clash, overflow or say nothing."""
     long_name = "very long title " * 12 + "final.png"
     relatives = ["x.png", "a/y.jpg", "My Photo (1).png", "café/Ünïcode ★ 猫.png", "猫.png", "v1.2..final.png",
-                 "a/b.png", "a_b.png", "A_B.png", "sub/x.jpg", "sub/x.png", long_name, "a/" + long_name]
+                 "a/b.png", "a_b.png", "A_B.png", "sub/x.jpg", "sub/x.png", long_name, "a/" + long_name,
+                 "groups/まどか.jpg"]
     got = ids.folder_ids(relatives)
     digest = {r: hashlib.sha256(r.encode()).hexdigest()[:8] for r in relatives}
     assert got["x.png"] == "x" and got["a/y.jpg"] == "a_y" and got["My Photo (1).png"] == "My_Photo_1"
     assert got["café/Ünïcode ★ 猫.png"] == "cafe_Unicode" and got["v1.2..final.png"] == "v1.2.final"
     assert got["猫.png"] == digest["猫.png"]  # nothing readable is left: the hash alone
+    # nothing readable of the file's own name: the folder alone would name it, so the hash too
+    assert got["groups/まどか.jpg"] == f"groups_{digest['groups/まどか.jpg']}"
     # a/b, a_b and A_B slug alike (case-insensitive disks too), as do sub/x.jpg and sub/x.png
     for r in ("a/b.png", "a_b.png", "A_B.png"):
         assert got[r] == f"{r[0]}_{r[2]}_{digest[r]}"

@@ -46,13 +46,20 @@ class progress(tqdm):
         super().close()
 
 
+_JOBS: list[str] = []  # the logs of the logged() jobs under way in this process
+
+
 class _NoRedraw:
-    """A stream that takes whole lines only: tqdm's own carriage returns and clears go nowhere."""
+    """A stream that takes whole lines only: tqdm's own carriage returns and clears go nowhere.
+    Inside a job (logged()) each line is a log record, so the rule's log shows the progress."""
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
 
     def line(self, text: str) -> None:
+        if _JOBS and self.stream is sys.stderr:
+            logging.getLogger("ganflow.progress").info("%s", text.strip())
+            return
         self.stream.write(text.strip() + "\n")
         self.stream.flush()
 
@@ -72,11 +79,15 @@ def logged(log_file: str | Path | None) -> Iterator[logging.Logger]:
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+    # TensorFlow's own INFO lines (absl: "Sharding callback duration" per tf.data step) would
+    # be most of a training log; its warnings and errors stay.
+    logging.getLogger("absl").setLevel(logging.WARNING)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     for h in handlers:
         h.setFormatter(fmt)
         root.addHandler(h)
     log = logging.getLogger("ganflow")
+    _JOBS.append(str(log_file))
     try:
         yield log
     except SetupError as exc:
@@ -92,6 +103,7 @@ def logged(log_file: str | Path | None) -> Iterator[logging.Logger]:
         log.error("%s", message)
         sys.exit(f"ERROR: {message}")
     finally:
+        _JOBS.pop()
         for h in handlers:
             root.removeHandler(h)
             h.close()

@@ -4,6 +4,7 @@ log of a failed job always says why."""
 from __future__ import annotations
 
 import errno
+import logging
 import io
 
 import pytest
@@ -77,3 +78,15 @@ def test_a_full_disk_under_tensorflow_is_one_sentence(tmp_path):
                 writer.flush()
     assert str(stop.value).startswith("ERROR: the disk is full: no space left to write an output; free space")
     assert "Traceback" not in log_file.read_text() and "ResourceExhaustedError" not in log_file.read_text()
+
+
+def test_a_job_log_has_the_progress_lines_and_not_tensorflows_info(tmp_path):
+    log_file = tmp_path / "job.log"
+    with logged(log_file):
+        for _ in progress(range(5), desc="pack", mininterval=3600):
+            pass
+        logging.getLogger("absl").info("Sharding callback duration: 61 microseconds")
+        logging.getLogger("absl").warning("a TensorFlow warning stays")
+    text = log_file.read_text()
+    assert "INFO ganflow.progress: pack: 100%|" in text and "5/5" in text
+    assert "Sharding callback" not in text and "a TensorFlow warning stays" in text

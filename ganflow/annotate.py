@@ -27,6 +27,15 @@ def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+def fitting(text: str, size: int, width: float) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The font at `size`, or smaller (down to 8 px) so that `text` fits `width` with a
+    little room: a long column label ("reconstruction" over a small cell) is not cut at
+    the figure's edge or run into its neighbour."""
+    while size > 8 and font(size).getlength(text) > width * 0.95:
+        size -= 1
+    return font(size)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where the cells of a labelled grid lie: cell (r, c) starts at
@@ -61,7 +70,8 @@ def labelled_grid(canvas: np.ndarray, cell_h: int, cell_w: int, *, col_labels: S
     draw, face = ImageDraw.Draw(out), font(lay.font_size)
     ch, cw = cell_h * lay.scale, cell_w * lay.scale
     for c, text in enumerate(col_labels):
-        draw.text((lay.left + c * cw + cw / 2, lay.top / 2), text, fill=INK, font=face, anchor="mm")
+        draw.text((lay.left + c * cw + cw / 2, lay.top / 2), text, fill=INK, font=fitting(text, lay.font_size, cw),
+                  anchor="mm")
     for r, text in enumerate(row_labels):
         draw.text((lay.left - lay.font_size / 2, lay.top + r * ch + ch / 2), text, fill=INK, font=face,
                   anchor="rm")

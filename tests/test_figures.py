@@ -168,3 +168,17 @@ def test_bad_settings_fail_with_one_sentence(tmp_path):
         figures.uncurated(G, tmp_path / "u.png", lods=(0, 5))
     with pytest.raises(SetupError, match="not known"):
         figures.make_figures(G, tmp_path, settings={"uncurrated": {}})
+
+
+def test_a_long_column_label_shrinks_to_its_column():
+    """The projection sheet's "reconstruction" over a 32 px model's cell was cut at the edge."""
+    cells = np.full((32, 64, 3), 128, np.uint8)  # two 32 px cells side by side
+    out = annotate.labelled_grid(cells, 32, 32, col_labels=["target", "reconstruction"])
+    lay = annotate.layout(32, 32, columns=True, rows=False)
+    band = out[:lay.top]
+    ink = np.argwhere((band < 128).all(axis=2))  # the label pixels
+    cw = 32 * lay.scale
+    right = ink[ink[:, 1] >= cw]  # the second column's label
+    assert len(right) and right[:, 1].min() > cw and right[:, 1].max() < 2 * cw - 1  # whole, inside its column
+    assert annotate.fitting("reconstruction", lay.font_size, cw).size < lay.font_size
+    assert annotate.fitting("target", lay.font_size, cw).size == lay.font_size  # short labels keep their size

@@ -109,3 +109,45 @@ def test_conv_dtype_auto_picks_per_gpu(monkeypatch, caps, dtype) -> None:
     assert cfg.conv_dtype == dtype and "compute capability" in cfg.conv_dtype_reason
     assert cfg.conv_clamp == (256 if dtype == "float16" else None)
     assert train_config.auto_conv_dtype(["/cpu:0"])[0] in ("float32", "bfloat16")  # the CPU named: its flags
+
+
+MIRRORED_FP16 = """
+import json
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from ganflow.train_config import TrainConfig
+from ganflow.trainer import Trainer, make_strategy, step_batches
+cfg = dict(json.loads(%r), conv_dtype="float16", num_fp16_res=2, devices=["/cpu:0", "/cpu:1"])
+t = Trainer(TrainConfig.from_dict(cfg), make_strategy(cfg["devices"]))
+batches = step_batches(tf.data.Dataset.from_tensor_slices(tf.random.stateless_uniform([64, 16, 16, 3], [1, 2], -1, 1)), t)
+t.train_step(batches)
+before, steps = [w.numpy() for w in t.G.trainable_variables], int(t.g_opt.iterations.numpy())
+t.loss_scale["G"].assign(40.0)
+skipped = t.train_step(batches)
+unchanged = all(np.array_equal(a, w.numpy()) for a, w in zip(before, t.G.trainable_variables))
+t.loss_scale["G"].assign(6.0)
+t.train_step(batches)
+spread = max(float(np.abs(v.value.values[0].numpy() - v.value.values[1].numpy()).max()) for v in t.G.weights + t.D.weights)
+print(json.dumps({"replicas": t.replicas, "scale": skipped["loss_scale_G"], "unchanged": unchanged,
+                  "steps": [steps, int(t.g_opt.iterations.numpy())], "spread": spread}))
+"""
+
+
+@pytest.mark.slow
+def test_a_skipped_float16_step_is_skipped_on_every_replica() -> None:
+    """Two replicas (logical CPUs): an overflow anywhere skips the step everywhere (the NaN
+    gradients sum across replicas), and the replicas keep identical weights."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from workflow import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", MIRRORED_FP16 % json.dumps(TINY)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"replicas": 2, "scale": 39.0, "unchanged": True, "steps": [2, 3], "spread": 0.0}

@@ -3,17 +3,28 @@ or threw away (faces found, rejects, duplicates, the lowest-ranked images...).""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Collection, Sequence
 
 from PIL import Image, ImageDraw
+from PIL.PngImagePlugin import PngInfo
 
 from .imaging import ImageRejected, load_srgb
 from .tables import atomic_path
 
 
 MARK = (255, 127, 14)  # the outline of marked thumbnails (e.g. what a ranking dropped)
+# The PNG text chunk that holds each tile's box, full label and file (read by report.py
+# for the overview's tooltips): a tile's drawn label is only as long as the tile is wide.
+TILES_KEY = "ganflow-tiles"
+
+
+def short_label(label: str, width: int) -> str:
+    """The end of `label` that fits `width` chars (ids and file names differ at their
+    ends), marked with "~" where it was cut."""
+    return label if len(label) <= width else "~" + label[-(width - 1):]
 
 
 def contact_sheet(items: Sequence[tuple[str, str]], out_png: Path, *, thumb: int = 64,
@@ -22,7 +33,8 @@ def contact_sheet(items: Sequence[tuple[str, str]], out_png: Path, *, thumb: int
     """Write a grid of (image path, label) thumbnails; unreadable files show as a grey tile
     with their label, so a sheet of rejects can show corrupt files too. Items whose index is
     in `marked` get an orange outline; a sheet that shows only the first `max_items` says so
-    in its title ("64 of 128"). Returns the count shown."""
+    in its title ("64 of 128"). Each tile's box, full label and path go into the PNG's
+    TILES_KEY text chunk. Returns the count shown."""
     total = len(items)
     items = list(items)[:max_items]
     if total > len(items):
@@ -36,8 +48,10 @@ def contact_sheet(items: Sequence[tuple[str, str]], out_png: Path, *, thumb: int
         draw.text((4, 2), title, fill=(255, 255, 255))
     if not items:
         draw.text((4, head + 2), "(none)", fill=(200, 200, 200))
+    tiles = []
     for i, (path, label) in enumerate(items):
         x, y = (i % cols) * thumb, head + (i // cols) * (thumb + label_h)
+        tiles.append({"box": [x, y, x + thumb, y + thumb + label_h], "label": label, "path": str(path)})
         try:
             tile = load_srgb(path)
             tile.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
@@ -46,7 +60,9 @@ def contact_sheet(items: Sequence[tuple[str, str]], out_png: Path, *, thumb: int
             draw.rectangle((x + 1, y + 1, x + thumb - 2, y + thumb - 2), fill=(90, 90, 90))
         if i in marked:
             draw.rectangle((x, y, x + thumb - 1, y + thumb - 1), outline=MARK, width=max(2, thumb // 24))
-        draw.text((x + 2, y + thumb), label[: max(4, thumb // 6)], fill=(230, 230, 230))
+        draw.text((x + 2, y + thumb), short_label(label, max(4, thumb // 6)), fill=(230, 230, 230))
+    info = PngInfo()
+    info.add_itxt(TILES_KEY, json.dumps(tiles, ensure_ascii=False), zip=True)
     with atomic_path(out_png) as tmp:
-        sheet.save(tmp, format="PNG")
+        sheet.save(tmp, format="PNG", pnginfo=info)
     return len(items)

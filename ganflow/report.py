@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import json
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ from typing import Iterable, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .contact import TILES_KEY
 from .tables import atomic_open, atomic_path, read_tsv
 
 log = logging.getLogger(__name__)
@@ -349,8 +351,19 @@ def _media(path: Path, out_dir: Path, embed_limit: int) -> str:
                 f"<figcaption>{name}</figcaption></figure>")
     with Image.open(path) as img:
         width = img.width
+        tiles = img.info.get(TILES_KEY)
     shown = width * max(1, READABLE // width)
-    return f'<figure><img src="{_data_uri(path)}" width="{shown}" alt="{name}"><figcaption>{name}</figcaption></figure>'
+    img_tag = f'<img src="{_data_uri(path)}" width="{shown}" alt="{name}"'
+    if not tiles:
+        return f"<figure>{img_tag}><figcaption>{name}</figcaption></figure>"
+    # A contact sheet: each tile's full label and file as a tooltip (its drawn label is cut).
+    scale, map_name = shown / width, f"tiles-{html.escape(path.stem)}"
+    areas = "".join(
+        f'<area shape="rect" coords="{",".join(str(round(v * scale)) for v in t["box"])}" '
+        f'title="{html.escape(t["label"])}: {html.escape(Path(t["path"]).name)}" alt="{html.escape(t["label"])}">'
+        for t in json.loads(tiles))
+    return (f'<figure>{img_tag} usemap="#{map_name}"><map name="{map_name}">{areas}</map>'
+            f"<figcaption>{name}</figcaption></figure>")
 
 
 def overview_page(out_html: str | os.PathLike, *, title: str, funnel_tsv: str | os.PathLike,

@@ -128,3 +128,25 @@ def test_faces_beyond_max_faces_and_crowded_images_are_counted_and_shown(tmp_pat
     for slot, source in ((0, 2), (1, 3)):
         colour = np.asarray(Image.open(items[source][0]))[20, 20]
         assert np.abs(pixels[16 + THUMB // 2, slot * THUMB + THUMB // 2].astype(int) - colour).max() < 8
+
+
+def test_each_tile_says_which_file_it_is_and_the_overview_shows_it_as_a_tooltip(tmp_path):
+    """A tile's drawn label is as wide as the tile (its end: ids and names differ there); the
+    full label and file travel in the PNG, and the overview turns them into tooltips."""
+    from ganflow import report
+    from ganflow.contact import TILES_KEY, short_label
+
+    items = [(path, f"sub_My_Photo_{k}-0") for k, (path, _) in enumerate(_tiles(tmp_path, 3))]
+    contact_sheet(items, tmp_path / "sheet.png", thumb=THUMB, title="faces: 3")
+    tiles = json.loads(Image.open(tmp_path / "sheet.png").info[TILES_KEY])
+    assert [t["label"] for t in tiles] == [label for _, label in items]
+    assert [t["path"] for t in tiles] == [path for path, _ in items]
+    assert tiles[1]["box"] == [THUMB, 16, 2 * THUMB, 16 + THUMB + 12]
+    assert short_label("sub_My_Photo_1-0", 5) == "~_1-0" and short_label("12-0", 5) == "12-0"
+    write_tsv(tmp_path / "funnel.tsv", [], ["stage", "count", "share", "detail"])
+    report.overview_page(tmp_path / "overview.html", title="t", funnel_tsv=tmp_path / "funnel.tsv",
+                         sections=[("Contact sheets", [tmp_path / "sheet.png"])])
+    page = (tmp_path / "overview.html").read_text()
+    for k in range(3):
+        assert f'title="sub_My_Photo_{k}-0: t{k}.png"' in page
+    assert 'usemap="#tiles-sheet"' in page and '<map name="tiles-sheet">' in page

@@ -70,7 +70,7 @@ def timed_requests(host: str, port: int, first: int, count: int | None, until: f
     while (count is None or len(out) < count) and (until is None or time.perf_counter() < until):
         body = json.dumps({"seed": i, "psi": round(0.2 + (i % 100) / 125, 3)})
         t0 = time.perf_counter()
-        conn.request("POST", "/api/render", body, {"Content-Type": "application/json"})
+        conn.request("POST", "/api/render", body, {"Content-Type": "application/json", "X-Ganflow": "1"})
         r = conn.getresponse()
         r.read()
         if r.status != 200:

@@ -1,10 +1,14 @@
 """The explorer: settings become the same pixels whatever shares their batch and whether the
 server or `--render` makes them; a real headless Chromium drives the page (seed click, psi
 slider, style mix, edit) and every image it shows equals the command line's; bad requests
-get a clear 4xx and the server keeps serving; uploads are projected."""
+get a clear 4xx and the server keeps serving; uploads are projected. Hostile requests
+(another origin, another Host, image bombs, oversized bodies, abandoned or endless work)
+are refused before they cost anything. Only 127.0.0.1 is contacted; every request has a
+timeout and every loop a deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import io
@@ -12,16 +16,22 @@ import json
 import os
 import re
 import select
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
+import types
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import uvicorn
 from PIL import Image
 from pydantic import ValidationError
 
@@ -156,8 +166,8 @@ def test_the_command_line_refuses_another_host_unless_asked(capsys):
 
 
 @pytest.fixture(scope="module")
-def server(results, tmp_path_factory):
-    """`python -m ganflow.explore results/demo --port 0`: the address it prints."""
+def served(results, tmp_path_factory):
+    """`python -m ganflow.explore results/demo --port 0`: the address it prints, and the process."""
     log = tmp_path_factory.mktemp("server") / "stderr.log"
     with log.open("wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "ganflow.explore", str(results), "--port", "0",
@@ -172,16 +182,25 @@ def server(results, tmp_path_factory):
         pytest.fail(f"the explorer did not start: {log.read_text()[-3000:]}")
     url = line.decode().split("http://", 1)[1].split("/", 1)[0]
     assert url.startswith("127.0.0.1:")
-    yield f"http://{url}"
+    yield f"http://{url}", proc
     proc.terminate()
     proc.wait(timeout=20)
 
 
+@pytest.fixture(scope="module")
+def server(served) -> str:
+    return served[0]
+
+
+PAGE = {"X-Ganflow": "1"}  # what the page sends on every request
+
+
 def call(url: str, path: str, body=None, *, headers: dict | None = None, method: str | None = None
          ) -> tuple[int, bytes]:
+    """A request as the page makes it (with its X-Ganflow header)."""
     data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
     headers = {"Content-Type": "application/json", **(headers or {})} if data is not None else {}
-    req = urllib.request.Request(url + path, data=data, headers=headers, method=method)
+    req = urllib.request.Request(url + path, data=data, headers={**PAGE, **headers}, method=method)
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, r.read()
@@ -189,16 +208,19 @@ def call(url: str, path: str, body=None, *, headers: dict | None = None, method:
         return e.code, e.read()
 
 
-def raw(url: str, method: str, path: str, headers: dict | None = None, body: bytes = b"") -> tuple[int, bytes]:
-    """A request sent as written (urllib would normalise the path or fix the length)."""
+def raw(url: str, method: str, path: str, headers: dict | None = None, body: bytes = b"", timeout: float = 60
+        ) -> tuple[int, bytes, dict]:
+    """A request sent as written (urllib would normalise the path, fix the length or the Host):
+    status, body and headers of the answer."""
     host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    conn.putrequest(method, path, skip_accept_encoding=True)
-    for k, v in (headers or {}).items():
+    headers = headers or {}
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    conn.putrequest(method, path, skip_host="Host" in headers, skip_accept_encoding=True)
+    for k, v in headers.items():
         conn.putheader(k, v)
     conn.endheaders(body or None)
     r = conn.getresponse()
-    out = r.status, r.read()
+    out = r.status, r.read(), {k.lower(): v for k, v in r.getheaders()}
     conn.close()
     return out
 
@@ -237,7 +259,7 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(server):
     for path in ("/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/static/../pyproject.toml",
                  "/ganflow/explore.py"):
         assert raw(server, "GET", path)[0] == 404, path
-    huge = {"Content-Type": "application/json", "Content-Length": str(explore.MAX_BODY + 1)}
+    huge = {**PAGE, "Content-Type": "application/json", "Content-Length": str(16 << 20)}
     assert raw(server, "POST", "/api/render", huge)[0] == 413
     body, headers = multipart(b"this is not an image")
     code, text = call(server, "/api/project", body, headers=headers)
@@ -269,6 +291,271 @@ def test_uploads_are_projected_and_saved_projections_load(server, ex, results):
     assert code == 200 and np.array_equal(np.array(json.loads(text)["w"], np.float32), saved)
 
 
+# ----- hostile requests -----------------------------------------------------------------------
+
+EVIL = "http://evil.example"
+JSON = {**PAGE, "Content-Type": "application/json"}
+
+
+def until(condition, seconds: float = 30) -> None:
+    """Wait for a condition another thread or process brings about, for a bounded time."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def with_length(headers: dict, body: bytes) -> dict:
+    return {**headers, "Content-Length": str(len(body))}
+
+
+def png_claiming(width: int, height: int, rows: int | None = None) -> bytes:
+    """An RGB PNG whose header says width x height and whose pixel data is `rows` rows of
+    zeros (all of them when None) in a properly ended zlib stream: a decompression bomb when
+    the size is large (zeros compress 1000:1), a truncated file when rows is short."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row, packer, left, parts = b"\0" * (1 + 3 * width), zlib.compressobj(9), height if rows is None else rows, []
+    while left:
+        n = min(left, max(1, (4 << 20) // len(row)))
+        parts.append(packer.compress(row * n))
+        left -= n
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts) + packer.flush())
+            + chunk(b"IEND", b""))
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MB."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_only_the_pages_own_requests_change_state(server):
+    """A page on another origin can post a form or a 'simple' request to 127.0.0.1, but
+    cannot add X-Ganflow without a CORS preflight (never approved), nor hide its Origin or
+    Sec-Fetch-Site: each such request is refused before it is read."""
+    host = server.removeprefix("http://")
+    seed = b'{"seed": 12}'
+    status, face, _ = raw(server, "POST", "/api/render", with_length(JSON, seed), seed)
+    assert status == 200
+    form, form_headers = multipart(face)
+    cases = [
+        ("a cross-origin form upload", "/api/project",
+         {**form_headers, "Origin": EVIL, "Sec-Fetch-Site": "cross-site"}, form),
+        ("an upload without the page's header", "/api/project", form_headers, form),
+        ("a text/plain 'simple' request", "/api/render", {"Content-Type": "text/plain", "Origin": EVIL}, seed),
+        ("the header with a foreign Origin", "/api/render", {**JSON, "Origin": EVIL}, seed),
+        ("the header from a sandboxed frame", "/api/download", {**JSON, "Origin": "null"}, seed),
+        ("the header from another site", "/api/render", {**JSON, "Sec-Fetch-Site": "cross-site"}, seed),
+        ("the header from another port", "/api/render",
+         {**JSON, "Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"}, seed),
+        ("another header value", "/api/batch", {**JSON, "X-Ganflow": "yes"}, b'{"items": [{"seed": 1}]}'),
+    ]
+    for what, path, headers, body in cases:
+        status, text, _ = raw(server, "POST", path, with_length(headers, body), body)
+        assert status == 403, (what, status, text[:300])
+        assert "\n" not in json.loads(text)["detail"]
+    # the preflight a cross-origin page needs before it may send the header is not approved
+    status, _, headers = raw(server, "OPTIONS", "/api/render", {
+        "Origin": EVIL, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-ganflow"})
+    assert status >= 400 and not any(k.startswith("access-control-allow") for k in headers)
+    # the page's own request, as Chromium sends it, passes; the refused upload started nothing
+    own = {**JSON, "Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"}
+    assert raw(server, "POST", "/api/render", with_length(own, seed), seed)[:2] == (200, face)
+    status, text, _ = raw(server, "POST", "/api/project", with_length({**PAGE, **form_headers}, form), form)
+    assert status == 200, text  # not 429: no projection was running
+    until(lambda: json.loads(call(server, f"/api/project/{json.loads(text)['job']}")[1])["state"] == "done", 60)
+
+
+def test_requests_for_other_host_names_are_refused(server):
+    """DNS rebinding: evil.example, resolved to 127.0.0.1, makes its page same-origin with
+    itself and lets it reach this port; only the Host header tells it apart, on every route."""
+    port = int(server.rsplit(":", 1)[1])
+    requests = [("GET", "/", {}, b""), ("GET", "/api/info", {}, b""), ("GET", "/api/projection/ref", {}, b""),
+                ("POST", "/api/render", JSON, b'{"seed": 1}')]
+    for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1:{port + 1}", f"localhost.:{port}",
+                 f"127.0.0.1.nip.io:{port}", f"[::1]:{port}", f"127.0.0.1:{port}@evil.example"):
+        for method, path, headers, body in requests:
+            headers = {"Host": host, **(with_length({**headers, "Origin": f"http://{host}"}, body) if body else {})}
+            status, text, _ = raw(server, method, path, headers, body)
+            assert status == 421 and b"answers requests for" in text, (host, method, path, status, text[:200])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # HTTP/1.0 needs no Host
+        sock.sendall(b"GET /api/info HTTP/1.0\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 421")
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}"):
+        assert raw(server, "GET", "/api/info", {"Host": host})[0] == 200, host
+
+
+def test_the_host_names_a_server_answers():
+    assert explore.allowed_hosts("127.0.0.1", 8000) == {"127.0.0.1:8000", "localhost:8000"}
+    assert explore.allowed_hosts("::1", 80) == {"127.0.0.1:80", "localhost:80", "[::1]:80", "127.0.0.1",
+                                                 "localhost", "[::1]"}
+    assert explore.allowed_hosts("0.0.0.0", 8000, ["GPU7", "localhost:9000", "[fe80::1]:81", "fe80::2"]) == {
+        "127.0.0.1:8000", "localhost:8000", "0.0.0.0:8000", "gpu7:8000", "localhost:9000", "[fe80::1]:81",
+        "[fe80::2]:8000"}
+
+
+def test_bodies_are_capped_from_their_header_before_any_is_read(server, ex):
+    """Only the headers are sent: a server that waited for the body would not answer."""
+    multipart_headers = {**PAGE, "Content-Type": "multipart/form-data; boundary=x"}
+    cases = [("POST", "/api/render", JSON, 16 << 20, 413),
+             ("POST", "/api/batch", JSON, explore.json_limit(ex) + 1, 413),
+             ("POST", "/api/download", JSON, 1 << 40, 413),
+             ("POST", "/api/project", multipart_headers, explore.MAX_FORM + 1, 413),
+             ("GET", "/api/info", {}, 1 << 20, 413),  # a route that takes no body takes none
+             ("POST", "/api/render", JSON, None, 411),
+             ("POST", "/api/render", {**JSON, "Transfer-Encoding": "chunked"}, None, 411)]
+    for method, path, headers, length, status in cases:
+        t0 = time.monotonic()
+        got, text, _ = raw(server, method, path, {**headers, **({} if length is None else {
+            "Content-Length": str(length)})}, timeout=10)
+        assert (got, time.monotonic() - t0 < 5) == (status, True), (method, path, length, got, text[:200])
+    # the page's largest request, one image from a projection's w, is well within its cap
+    w = [[0.123456789012345678] * ex.G.w_dim for _ in range(ex.G.num_ws)]
+    assert len(json.dumps({"seed": 1, "w": w})) < explore.json_limit(ex) - explore.MAX_JSON
+    assert call(server, "/api/info")[0] == 200
+
+
+def streamed(app, path: str, declared: int, chunk: int, chunks: int) -> list[dict]:
+    """What an ASGI app sends back for a POST that says `declared` bytes and sends more."""
+    messages = iter([{"type": "http.request", "body": b" " * chunk, "more_body": True}] * chunks)
+    sent: list[dict] = []
+
+    async def receive():
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "server": ("127.0.0.1", 1),
+             "headers": [(b"host", b"127.0.0.1:1"), (b"x-ganflow", b"1"), (b"content-type", b"application/json"),
+                         (b"content-length", str(declared).encode())]}
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_a_body_that_runs_past_its_cap_is_refused_as_it_streams(ex):
+    """The server holds a body to its Content-Length; the guard does not count on that."""
+    read: list[int] = []
+
+    async def reader(scope, receive, send):
+        while (message := await receive()).get("more_body"):
+            read.append(len(message["body"]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guard = explore.Guard(reader, frozenset({"127.0.0.1:1"}), {("POST", "/up"): 100})
+    sent = streamed(guard, "/up", 50, 60, 10)
+    assert sent[0]["status"] == 413 and sum(read) <= 100 and b"limit of 100 bytes" in sent[1]["body"]
+    # the same through the app: FastAPI's body parsing stops at the cap
+    app = explore.create_app(ex, explore.Worker(ex), explore.Projector(ex), frozenset({"127.0.0.1:1"}))
+    sent = streamed(app, "/api/render", 10, 1 << 16, explore.json_limit(ex) // (1 << 16) + 2)
+    assert sent[0]["status"] == 413, sent
+
+
+def test_image_bombs_and_truncated_images_are_refused_before_decoding(served):
+    """Sizes come from the header: the 138-byte 20000x20000 claim (1.2 GB decoded) and a real
+    25 MP bomb are refused in moments, and the server's peak memory does not move."""
+    server, proc = served
+    status, png, _ = raw(server, "POST", "/api/render", with_length(JSON, b'{"seed": 4}'), b'{"seed": 4}')
+    before = peak_rss_mb(proc.pid)
+    claim = png_claiming(20000, 20000, rows=1)
+    assert len(claim) == 138
+    cases = [("a 20000x20000 claim", claim, 413, "20000x20000 pixels"),
+             ("a 5000x5000 bomb", png_claiming(5000, 5000), 413, "5000x5000 pixels"),
+             ("pixel data that ends early", png_claiming(64, 64, rows=3), 422, "truncated"),
+             ("a file cut short", png[:len(png) // 2], 422, "truncated"),
+             ("a format the explorer does not take", b"%!PS-Adobe-3.0 EPSF-3.0\n", 422, "not a PNG, JPEG")]
+    for what, data, status, words in cases:
+        body, headers = multipart(data)
+        t0 = time.monotonic()
+        got, text, _ = raw(server, "POST", "/api/project", with_length({**PAGE, **headers}, body), body, timeout=30)
+        assert (got, words in text.decode(), time.monotonic() - t0 < 10) == (status, True, True), (what, got, text)
+    assert peak_rss_mb(proc.pid) - before < 100
+
+
+@pytest.fixture
+def held(ex):
+    """The app served in this process on 127.0.0.1, its render worker and its projections
+    held at a gate until the test opens it."""
+    gate, rendered = threading.Event(), []
+
+    class Held:
+        def __getattr__(self, name):
+            return getattr(ex, name)
+
+        def render(self, items):
+            gate.wait(60)
+            rendered.extend(items)
+            return ex.render(items)
+
+    def project(key, target):
+        gate.wait(60)
+        projector.jobs[key].state = "done"
+
+    worker, projector = explore.Worker(Held()), explore.Projector(ex)
+    projector._project = project
+    sock = explore.listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    app = explore.create_app(ex, worker, projector, explore.allowed_hosts("127.0.0.1", port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    until(lambda: server.started)
+    yield types.SimpleNamespace(url=f"http://127.0.0.1:{port}", gate=gate, rendered=rendered, worker=worker,
+                                projector=projector)
+    gate.set()
+    server.should_exit = True
+    thread.join(15)
+
+
+def send_only(url: str, path: str, headers: dict, body: bytes) -> socket.socket:
+    """A POST whose client will hang up instead of reading the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    head = "".join(f"{k}: {v}\r\n" for k, v in with_length(headers, body).items())
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{head}\r\n".encode() + body)
+    return sock
+
+
+def test_the_queue_is_bounded_and_work_for_clients_that_hung_up_is_dropped(held):
+    grid = json.dumps({"items": [{"seed": i} for i in range(explore.MAX_ITEMS)]}).encode()
+    clients = [send_only(held.url, "/api/batch", JSON, grid) for _ in range(2)]
+    # the worker holds up to MAX_BATCH of the first grid at the gate; the rest waits
+    until(lambda: held.worker.queue.qsize() >= 2 * explore.MAX_ITEMS - explore.MAX_BATCH)
+    status, text, headers = raw(held.url, "POST", "/api/batch", with_length(JSON, grid), grid, timeout=10)
+    assert (status, headers.get("retry-after")) == (503, "1"), text
+    assert b"try again" in text
+    for sock in clients:
+        sock.close()
+    until(lambda: all(job[3].cancelled() for job in list(held.worker.queue.queue)))
+    held.gate.set()
+    until(lambda: held.worker.queue.qsize() == 0)
+    status, png, _ = raw(held.url, "POST", "/api/render", with_length(JSON, b'{"seed": 3}'), b'{"seed": 3}')
+    assert status == 200
+    assert len(held.rendered) <= explore.MAX_BATCH + 1  # the held batch and this image, no more
+
+
+def test_an_upload_during_a_projection_is_refused_before_it_is_read(held, ex):
+    face = explore.png_bytes(ex.render([S(seed=2)])[0])
+    body, headers = multipart(face)
+    status, text, _ = raw(held.url, "POST", "/api/project", with_length({**PAGE, **headers}, body), body)
+    assert status == 200, text
+    # busy goes first: not an image (422 once decoded) and a bomb (413 from its header) both get 429
+    for data in (b"this is not an image", png_claiming(20000, 20000, rows=1)):
+        body, headers = multipart(data)
+        status, text, _ = raw(held.url, "POST", "/api/project", with_length({**PAGE, **headers}, body), body)
+        assert status == 429 and b"already running" in text
+    held.gate.set()
+    until(lambda: not held.projector.busy())
+    body, headers = multipart(b"this is not an image")
+    assert raw(held.url, "POST", "/api/project", with_length({**PAGE, **headers}, body), body)[0] == 422
+    assert not held.projector.busy()  # a refused upload gives the slot back
+
+
 # ----- the page in a real browser ---------------------------------------------------------------
 
 SHOT = """(async () => {
@@ -276,6 +563,13 @@ SHOT = """(async () => {
   const buf = await (await fetch(document.getElementById('main').src)).arrayBuffer();
   let s = ''; new Uint8Array(buf).forEach(b => s += String.fromCharCode(b));
   return {png: btoa(s), settings: explorer.shown()};
+})()"""
+
+PROJECTED = """(async () => {
+  const t0 = Date.now(), status = () => document.getElementById('project-status').textContent;
+  while (!status().startsWith('projected') && !document.getElementById('error').textContent && Date.now() - t0 < 45000)
+    await new Promise(f => setTimeout(f, 200));
+  return status() + document.getElementById('error').textContent;
 })()"""
 
 
@@ -329,6 +623,15 @@ def test_the_page_in_a_browser_shows_what_the_command_line_renders(server, tmp_p
         shots.append(browser.evaluate(SHOT))
         assert shots[-1]["settings"]["noise"] == "random" and shots[-1]["settings"]["draw"] == 1
         browser.screenshot(tmp_path / "explore.png")
+        # an image uploaded through the page (a form post, with the page's header) is projected
+        (tmp_path / "face.png").write_bytes(base64.b64decode(shots[0]["png"]))
+        upload = browser.send("Runtime.evaluate", {"expression": "document.getElementById('upload')"},
+                              session=browser.session)["result"]["objectId"]
+        browser.send("DOM.setFileInputFiles", {"files": [str(tmp_path / "face.png")], "objectId": upload},
+                     session=browser.session)
+        browser.evaluate("document.getElementById('project').click()")
+        assert browser.evaluate(PROJECTED).startswith("projected"), browser.evaluate("explorer.state")
+        assert len(browser.evaluate("explorer.state.w")) == 6
         assert browser.errors == [], browser.errors
         assert browser.evaluate("document.getElementById('error').textContent") == ""
     finally:

@@ -114,7 +114,6 @@ def test_two_workers_end_equal_to_one_process_with_the_same_global_batch(tmp_pat
 
 def _weights_at_start(tmp_path: Path) -> dict[str, np.ndarray]:
     """The networks a run with this config starts from (the seed fixes them)."""
-    import tensorflow as tf  # noqa: F401  (the trainer builds them)
     from ganflow.train_config import TrainConfig
     from ganflow.trainer import Trainer
 

@@ -375,10 +375,10 @@ def apply_edit(G: networks.Generator, d: Directions, name: str, strengths: Seque
                                   row_labels=rows), out_png)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m ganflow.edit") -> int:
     """python -m ganflow.edit --run <export dir> --directions <npz> --direction <name> --strength S
     (--seeds SPEC | --projection w.npz) --out out.png"""
-    parser = argparse.ArgumentParser(prog="python -m ganflow.edit",
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Move generated or projected images along a named direction.")
     parser.add_argument("--run", required=True, help="a training run's export directory (holding generator/)")
     parser.add_argument("--directions", required=True,

@@ -844,14 +844,5 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m ganflow.explo
     return 0
 
 
-def command(argv: Sequence[str] | None = None) -> int:
-    """The `ganflow` console script: `ganflow explore RUN ...`."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] != "explore":
-        sys.stderr.write("usage: ganflow explore RUN [--port N] [--host H --allow-remote] [--render SETTINGS OUT]\n")
-        return 2
-    return main(argv[1:], prog="ganflow explore")
-
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -1468,10 +1468,10 @@ def import_weights(src: str | Path, out_dir: str | Path) -> dict:
     return info
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m ganflow.import_weights") -> int:
     """python -m ganflow.import_weights SRC OUT"""
     parser = argparse.ArgumentParser(
-        prog="python -m ganflow.import_weights",
+        prog=prog,
         description="Import an official StyleGAN2 pickle (stylegan2-ada-pytorch, stylegan3's StyleGAN2, or "
                     "TensorFlow NVlabs/stylegan2) as a ganflow export, without running anything in the file.")
     parser.add_argument("src", help="the .pkl (or torch.save file) to import")

@@ -153,9 +153,9 @@ def rank_folder(export_dir: str | os.PathLike, folder: str | os.PathLike, out_ts
     return write_rank(score_folder(D, folder, batch_size=batch_size), out_tsv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m ganflow.rank") -> int:
     """python -m ganflow.rank --run <export dir> (--images <folder> | --dataset <dir>) --out rank.tsv"""
-    parser = argparse.ArgumentParser(prog="python -m ganflow.rank",
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Rank images by a trained discriminator, lowest score first.")
     parser.add_argument("--run", required=True,
                         help="a training run's export directory (holding generator/ and discriminator/)")

@@ -159,7 +159,6 @@ def test_the_command_line_refuses_another_host_unless_asked(capsys):
         explore.main(["results/nothing", "--host", "0.0.0.0"])
     assert exit_.value.code == 2 and "--allow-remote" in capsys.readouterr().err
     assert explore.is_local("::1") and explore.is_local("localhost") and not explore.is_local("192.168.1.2")
-    assert explore.command(["train"]) == 2
 
 
 # ----- the live server ----------------------------------------------------------------------

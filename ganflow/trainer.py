@@ -55,9 +55,11 @@ from ganflow.runlog import SetupError
 from ganflow.train_config import TrainConfig
 
 W_AVG_BETA = 0.995
-# Dynamic loss scaling for float16 (the official TensorFlow StyleGAN2-ADA's numbers, in
-# log2 units): start at 2^6, up by 2^0.0005 after each finite step, halve and skip the
-# step when a gradient overflows.
+# Dynamic loss scaling for float16, in log2 units: up by 2^0.0005 after each finite step,
+# halved (and the step skipped) when a gradient overflows, as the official TensorFlow
+# StyleGAN2's optimizer does; it starts at 2^64 and skips its first few dozen steps
+# finding the scale, this at 2^6, where the gradients of losses of order one neither
+# overflow float16 nor vanish in it.
 LOSS_SCALE_LOG2 = (6.0, 0.0005, 1.0)
 ADA_INTERVAL = 4
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")

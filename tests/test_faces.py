@@ -316,7 +316,7 @@ def test_the_log_says_what_the_shard_did(cascade_path, crowd, tiles, tmp_path):
     text = (tmp_path / "faces.log").read_text()
     over = sum(r["status"] == "over_max_faces" for r in read_tsv(tmp_path / "faces.tsv"))
     assert over >= 2
-    line = next(line for line in text.splitlines() if "faces 0007:" in line)
+    line = next(line for line in text.splitlines() if "ganflow.faces: faces 0007:" in line)  # not the progress
     assert "4 images read in " in line and " s/image), framing face: " in line
     assert f"{over + 3} faces found, 2 images with a kept face, 3 crops" in line
     assert f"not kept: no_face 1, over_max_faces {over}, undecodable 1" in line

@@ -209,7 +209,7 @@ def test_folder_source_reruns_ids_for_new_or_removed_files_and_one_shard_for_an_
         (art / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(art / f"d{i % 2}" / f"{i}.png")
     tiny_config(tmp_path, cascade_path, source={"kind": "folder", "root": "art"},
-                **{"faces.enabled": False, "edit.methods": ["sefa"]})  # no tags without sidecars
+                **{"faces.enabled": False, "edit.methods": ["sefa"], "edit.apply": []})  # no tags: no sidecars
     targets = [f"results/demo/faces/{shard}.tsv" for shard in ("0000", "0001")]
     snakemake(tmp_path, *targets)
     assert jobs_planned(tmp_path, *targets) == {}

@@ -314,18 +314,7 @@ class _TorchPickler(pickle._Pickler):  # pylint: disable=protected-access
 ])
 def test_pytorch_variants_ganflow_cannot_run_are_refused(tmp_path: Path, net: str, path: str, key: str, value,
                                                          why: str) -> None:
-    data = import_weights.read_pickle(FIXTURES / "ada-32.pkl")
-    record = data[net]
-    for name in filter(None, path.split(".")):
-        record = record.child(name)
-    target = record.state
-    *parents, last = key.split(".")
-    for name in parents:
-        target = target[name]
-    target[last] = value
-    out = tmp_path / "changed.pkl"
-    with open(out, "wb") as f:
-        _TorchPickler(f, protocol=4).dump(data)
+    out = _changed_ada(tmp_path, [(net, path, key, value)])
     with pytest.raises(SetupError, match=why):
         import_weights.import_networks(out)
 

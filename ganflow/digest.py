@@ -64,8 +64,23 @@ def imported_modules(source: str | Path, package_dir: str | Path) -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def _file_digest(path: Path, mtime_ns: int) -> str:
+def _file_digest(path: Path, mtime_ns: int, size: int = -1, inode: int = 0) -> str:
+    """sha256 of a file, read once per process and version of the file."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def files_digest(paths: list[str]) -> str:
+    """One digest of the named files' bytes, a missing file counting as missing: the value
+    of a param that reruns a job exactly when the content of those inputs changed."""
+    h = hashlib.sha256()
+    for name in sorted(paths):
+        try:
+            st = Path(name).stat()
+            sha = _file_digest(Path(name), st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            sha = "missing"
+        h.update(f"{name}\0{sha}\n".encode())
+    return h.hexdigest()[:20]
 
 
 def script_digest(script: str | Path, package_dir: str | Path) -> str:

@@ -1,9 +1,14 @@
 # Face crops -> a verdict per crop: kept, or why not.
 
 
-rule clean:
+CLEAN_INPUT = made(
+    faces=f"{R}/faces/{{shard}}.tsv",
+)
+
+
+checkpoint clean:
     input:
-        faces=f"{R}/faces/{{shard}}.tsv",
+        unpack(CLEAN_INPUT),
     output:
         f"{R}/clean/{{shard}}.tsv",
     log:
@@ -13,6 +18,7 @@ rule clean:
     conda:
         CONDA_ENV
     params:
+        made=CLEAN_INPUT.digest,
         clean=section("clean"),
         code=code_digest("clean"),
     script:

@@ -1,20 +1,20 @@
 # Shared names, input functions and target lists for every rule file, so include order
-# does not matter. Rule files hold only rules.
+# does not matter. Rule files hold only rules, each after the made() of its inputs.
 #
 # How reruns follow content (README "Reruns"): every stage's outputs include a small
 # manifest that carries the content hashes of what the stage made, and the next stage
-# declares that manifest as input. Snakemake records input checksums, so a newer but
-# byte-identical manifest (a touched file, a rerun that made the same bytes) triggers
-# nothing. Fan-out points (ids, dedupe) are checkpoints: after they run, Snakemake
-# re-checks each downstream shard job against those checksums, so only shards whose
+# declares that manifest as input through made(): Snakemake compares its digest, never its
+# time, so a touched file reruns nothing, and a stage that made the same bytes again stops
+# the cascade there (every rule whose outputs others read is a checkpoint, see made()).
+# Fan-out points (ids, dedupe) give each shard job its own slice, so only shards whose
 # slice changed rerun. Code reruns by content too: each rule's `code` param digests its
-# adapter script and every library module that script imports (ganflow/digest.py).
+# adapter and every library module that adapter imports (ganflow/digest.py).
 import glob as _glob
 import re as _re
 from pathlib import Path as _Path
 
 from ganflow import ids as _ids
-from ganflow.digest import canonical, script_digest
+from ganflow.digest import canonical, files_digest, script_digest
 
 R = f"results/{config['dataset']}"
 LOGS = f"logs/{config['dataset']}"
@@ -28,6 +28,48 @@ DEMO_ROOT = f"{R}/mirror"
 CONDA_ENV = "../envs/ganflow.yaml"
 CONDA_GPU_ENV = "../envs/ganflow-gpu.yaml"
 IS_DEMO = config["source"]["root"] == DEMO_ROOT
+
+
+class made:
+    """The inputs of a rule that other rules make (anything under results/<dataset>/; any
+    other path is the user's and stays a plain input), declared so that reruns stop at the
+    first job whose outputs did not change: `input: unpack(X)` and `params: made=X.digest`.
+
+    Snakemake plans every job after one that will run before knowing whether its outputs
+    change, and keeps that plan even when they come out byte-identical. So every rule that
+    makes such an input is a checkpoint (once it ran, Snakemake plans its readers again),
+    and the readers declare these inputs ancient (never planned because their maker runs,
+    never compared by time) with their content's digest as a param, read when the job is
+    planned and again after the maker ran: the reader reruns exactly when it changed.
+    """
+
+    def __init__(self, **inputs):
+        self.inputs = inputs  # name -> path pattern, list of paths, or input function
+
+    def _paths(self, wildcards):
+        """name -> the paths (str or list, as given) for one job."""
+        fields = dict(wildcards.items())
+        fill = lambda p: p.format_map(fields) if p.startswith(f"{R}/") else p
+        out = {}
+        for name, value in self.inputs.items():
+            value = value(wildcards) if callable(value) else value
+            out[name] = (
+                fill(value) if isinstance(value, str) else [fill(v) for v in value]
+            )
+        return out
+
+    def __call__(self, wildcards):
+        mark = lambda p: ancient(p) if p.startswith(f"{R}/") else p
+        return {
+            name: mark(p) if isinstance(p, str) else [mark(q) for q in p]
+            for name, p in self._paths(wildcards).items()
+        }
+
+    def digest(self, wildcards):
+        paths = self._paths(wildcards).values()
+        flat = [q for p in paths for q in ([p] if isinstance(p, str) else p)]
+        return files_digest([q for q in flat if q.startswith(f"{R}/")])
+
 
 # A user's own cascade file is only ever an input: Snakemake deletes a rule's outputs before
 # running it, so no rule may claim a file the user owns. The cascade rule owns resources/.

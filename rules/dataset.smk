@@ -1,10 +1,15 @@
 # Final images (or, from round 2 on, the kept ones) -> TFRecord shards + dataset.json.
 
 
-rule dataset:
+DATASET_INPUT = made(
+    manifests=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
+    keep=keep_list,
+)
+
+
+checkpoint dataset:
     input:
-        manifests=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
-        keep=keep_list,
+        unpack(DATASET_INPUT),
     output:
         # The TFRecord shards sit beside these, listed with their sha256 in dataset.json.
         meta=f"{R}/round-{{r}}/dataset/dataset.json",
@@ -16,6 +21,7 @@ rule dataset:
     conda:
         CONDA_ENV
     params:
+        made=DATASET_INPUT.digest,
         tfrecords=section("tfrecords"),
         resolution=config["images"]["resolution"],
         code=code_digest("dataset"),

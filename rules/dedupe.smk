@@ -4,9 +4,14 @@
 # slice for every images job, quadratic in the shard count).
 
 
+DEDUPE_INPUT = made(
+    clean=expand(f"{R}/clean/{{shard}}.tsv", shard=SHARDS),
+)
+
+
 checkpoint dedupe:
     input:
-        expand(f"{R}/clean/{{shard}}.tsv", shard=SHARDS),
+        unpack(DEDUPE_INPUT),
     output:
         clusters=f"{R}/dedupe.tsv",
         shards=expand(f"{R}/dedupe/{{shard}}.tsv", shard=SHARDS),
@@ -17,6 +22,7 @@ checkpoint dedupe:
     conda:
         CONDA_ENV
     params:
+        made=DEDUPE_INPUT.digest,
         threshold=config["dedupe"]["threshold"],
         code=code_digest("dedupe"),
     script:

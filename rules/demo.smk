@@ -2,7 +2,7 @@
 
 if IS_DEMO:
 
-    rule demo:
+    checkpoint demo:
         output:
             metadata=[f"{DEMO_ROOT}/{m}" for m in config["source"]["metadata"]],
             truth=f"{DEMO_ROOT}/truth.tsv",

@@ -3,9 +3,14 @@
 # posts' tags. `rule edit` applies one direction at one strength to a seed or a projection.
 
 
-rule edit_sefa:
+EDIT_SEFA_INPUT = made(
+    export=FINAL_EXPORT,
+)
+
+
+checkpoint edit_sefa:
     input:
-        export=FINAL_EXPORT,
+        unpack(EDIT_SEFA_INPUT),
     output:
         f"{R}/edits/sefa.npz",
     log:
@@ -15,6 +20,7 @@ rule edit_sefa:
     conda:
         CONDA_ENV
     params:
+        made=EDIT_SEFA_INPUT.digest,
         k=config["edit"]["k"],
         layers=config["edit"]["sefa_layers"],
         samples=config["edit"]["samples"],
@@ -23,9 +29,14 @@ rule edit_sefa:
         adapter("edit_sefa")
 
 
-rule edit_ganspace:
+EDIT_GANSPACE_INPUT = made(
+    export=FINAL_EXPORT,
+)
+
+
+checkpoint edit_ganspace:
     input:
-        export=FINAL_EXPORT,
+        unpack(EDIT_GANSPACE_INPUT),
     output:
         f"{R}/edits/ganspace.npz",
     log:
@@ -35,6 +46,7 @@ rule edit_ganspace:
     conda:
         CONDA_ENV
     params:
+        made=EDIT_GANSPACE_INPUT.digest,
         k=config["edit"]["k"],
         samples=config["edit"]["samples"],
         code=code_digest("edit_ganspace"),
@@ -42,10 +54,15 @@ rule edit_ganspace:
         adapter("edit_ganspace")
 
 
-rule edit_tagger:
+EDIT_TAGGER_INPUT = made(
+    images=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
+    ids=expand(f"{R}/ids/{{shard}}.tsv", shard=SHARDS),
+)
+
+
+checkpoint edit_tagger:
     input:
-        images=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
-        ids=expand(f"{R}/ids/{{shard}}.tsv", shard=SHARDS),
+        unpack(EDIT_TAGGER_INPUT),
     output:
         npz=f"{R}/edits/tagger.npz",
         tsv=f"{R}/edits/tagger.tsv",
@@ -59,6 +76,7 @@ rule edit_tagger:
     resources:
         gpu=1,
     params:
+        made=EDIT_TAGGER_INPUT.digest,
         resolution=config["train"]["resolution"],
         tags=config["edit"]["tags"],
         min_count=config["edit"]["min_count"],
@@ -68,10 +86,15 @@ rule edit_tagger:
         adapter("edit_tagger")
 
 
-rule edit_boundaries:
+EDIT_BOUNDARIES_INPUT = made(
+    export=FINAL_EXPORT,
+    tagger=f"{R}/edits/tagger.npz",
+)
+
+
+checkpoint edit_boundaries:
     input:
-        export=FINAL_EXPORT,
-        tagger=f"{R}/edits/tagger.npz",
+        unpack(EDIT_BOUNDARIES_INPUT),
     output:
         npz=f"{R}/edits/tags.npz",
         tsv=f"{R}/edits/tags.tsv",
@@ -85,6 +108,7 @@ rule edit_boundaries:
     resources:
         gpu=1,
     params:
+        made=EDIT_BOUNDARIES_INPUT.digest,
         boundary=canonical(config["edit"]["boundary"]),
         conditional=canonical(config["edit"]["conditional"]),
         strength=config["edit"]["video"]["strength"],
@@ -94,10 +118,15 @@ rule edit_boundaries:
         adapter("edit_boundaries")
 
 
-rule edit_figure:
+EDIT_FIGURE_INPUT = made(
+    export=FINAL_EXPORT,
+    directions=f"{R}/edits/{{method}}.npz",
+)
+
+
+checkpoint edit_figure:
     input:
-        export=FINAL_EXPORT,
-        directions=f"{R}/edits/{{method}}.npz",
+        unpack(EDIT_FIGURE_INPUT),
     output:
         report(
             f"{R}/edits/{{method}}.png",
@@ -113,6 +142,7 @@ rule edit_figure:
     conda:
         CONDA_ENV
     params:
+        made=EDIT_FIGURE_INPUT.digest,
         seed=config["edit"]["seed"],
         strengths=config["edit"]["strengths"],
         psi=config["psi"],
@@ -121,10 +151,15 @@ rule edit_figure:
         adapter("edit_figure")
 
 
+EDIT_VIDEO_INPUT = made(
+    export=FINAL_EXPORT,
+    directions=f"{R}/edits/{{method}}.npz",
+)
+
+
 rule edit_video:
     input:
-        export=FINAL_EXPORT,
-        directions=f"{R}/edits/{{method}}.npz",
+        unpack(EDIT_VIDEO_INPUT),
     output:
         f"{R}/edits/{{method}}.mp4",
     log:
@@ -139,6 +174,7 @@ rule edit_video:
     resources:
         gpu=1,
     params:
+        made=EDIT_VIDEO_INPUT.digest,
         seeds=config["edit"]["seeds"],
         video=canonical(config["edit"]["video"]),
         psi=config["psi"],
@@ -147,11 +183,16 @@ rule edit_video:
         adapter("edit_video")
 
 
-rule edit_tag_figure:
+EDIT_TAG_FIGURE_INPUT = made(
+    export=FINAL_EXPORT,
+    tagger=f"{R}/edits/tagger.npz",
+    directions=f"{R}/edits/tags.npz",
+)
+
+
+checkpoint edit_tag_figure:
     input:
-        export=FINAL_EXPORT,
-        tagger=f"{R}/edits/tagger.npz",
-        directions=f"{R}/edits/tags.npz",
+        unpack(EDIT_TAG_FIGURE_INPUT),
     output:
         png=report(
             f"{R}/edits/tags/{{tag}}.png",
@@ -168,6 +209,7 @@ rule edit_tag_figure:
     conda:
         CONDA_ENV
     params:
+        made=EDIT_TAG_FIGURE_INPUT.digest,
         seeds=config["edit"]["seeds"],
         strengths=config["edit"]["strengths"],
         psi=config["psi"],
@@ -176,11 +218,16 @@ rule edit_tag_figure:
         adapter("edit_tag_figure")
 
 
-rule edit:
+EDIT_INPUT = made(
+    export=FINAL_EXPORT,
+    directions=edit_directions,
+    w=edit_projection,
+)
+
+
+checkpoint edit:
     input:
-        export=FINAL_EXPORT,
-        directions=edit_directions,
-        w=edit_projection,
+        unpack(EDIT_INPUT),
     output:
         f"{R}/edits/apply/{{direction}}/{{strength}}/{{source}}.png",
     log:
@@ -194,6 +241,7 @@ rule edit:
     conda:
         CONDA_ENV
     params:
+        made=EDIT_INPUT.digest,
         psi=config["psi"],
         code=code_digest("edit"),
     script:

@@ -22,10 +22,15 @@ rule faces_cascade:
         adapter("faces_cascade")
 
 
-rule faces:
+FACES_INPUT = made(
+    ids=f"{R}/ids/{{shard}}.tsv",
+    cascade=CASCADE if config["faces"]["enabled"] else [],
+)
+
+
+checkpoint faces:
     input:
-        ids=f"{R}/ids/{{shard}}.tsv",
-        cascade=CASCADE if config["faces"]["enabled"] else [],
+        unpack(FACES_INPUT),
     output:
         crops=directory(f"{R}/faces/{{shard}}"),
         manifest=f"{R}/faces/{{shard}}.tsv",
@@ -36,6 +41,7 @@ rule faces:
     conda:
         CONDA_ENV
     params:
+        made=FACES_INPUT.digest,
         faces=section("faces"),
         sources=shard_content,
         code=code_digest("faces"),

@@ -1,9 +1,14 @@
 # The paper's five figures from the last round's EMA generator, one job each.
 
 
-rule figures:
+FIGURES_INPUT = made(
+    export=FINAL_EXPORT,
+)
+
+
+checkpoint figures:
     input:
-        export=FINAL_EXPORT,
+        unpack(FIGURES_INPUT),
     output:
         report(
             f"{R}/figures/{{figure}}.png",
@@ -22,6 +27,7 @@ rule figures:
     resources:
         gpu=1,
     params:
+        made=FIGURES_INPUT.digest,
         figures=section("figures"),
         psi=config["psi"],
         code=code_digest("figures"),

@@ -2,14 +2,19 @@
 # contact sheets to eyeball each stage.
 
 
-rule funnel:
+FUNNEL_INPUT = made(
+    summary=f"{R}/ids/summary.json",
+    faces=expand(f"{R}/faces/{{shard}}.tsv", shard=SHARDS),
+    clean=expand(f"{R}/clean/{{shard}}.tsv", shard=SHARDS),
+    dedupe=f"{R}/dedupe.tsv",
+    images=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
+    image_rejects=expand(f"{R}/images-rejected/{{shard}}.tsv", shard=SHARDS),
+)
+
+
+checkpoint funnel:
     input:
-        summary=f"{R}/ids/summary.json",
-        faces=expand(f"{R}/faces/{{shard}}.tsv", shard=SHARDS),
-        clean=expand(f"{R}/clean/{{shard}}.tsv", shard=SHARDS),
-        dedupe=f"{R}/dedupe.tsv",
-        images=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
-        image_rejects=expand(f"{R}/images-rejected/{{shard}}.tsv", shard=SHARDS),
+        unpack(FUNNEL_INPUT),
     output:
         table=f"{R}/report/funnel.tsv",
         sheets=[
@@ -28,6 +33,7 @@ rule funnel:
     conda:
         CONDA_ENV
     params:
+        made=FUNNEL_INPUT.digest,
         report=section("report"),
         code=code_digest("funnel"),
     script:

@@ -4,9 +4,14 @@
 # declared output (Snakemake would delete it before a rerun, which then rehashes all).
 
 
+IDS_INPUT = made(
+    metadata=metadata_files(),
+)
+
+
 checkpoint ids:
     input:
-        metadata_files(),
+        unpack(IDS_INPUT),
     output:
         ids=expand(f"{R}/ids/{{shard}}.tsv", shard=SHARDS),
         rejected=f"{R}/ids/rejected.tsv",
@@ -18,6 +23,7 @@ checkpoint ids:
     conda:
         CONDA_ENV
     params:
+        made=IDS_INPUT.digest,
         source=section("source"),
         filters=section("select"),
         shards=config["shards"],

@@ -1,10 +1,15 @@
 # Kept, unique crops -> final NxN sRGB images (waifu2x-upscaled where small).
 
 
-rule images:
+IMAGES_INPUT = made(
+    clean=f"{R}/clean/{{shard}}.tsv",
+    dedupe=f"{R}/dedupe/{{shard}}.tsv",
+)
+
+
+checkpoint images:
     input:
-        clean=f"{R}/clean/{{shard}}.tsv",
-        dedupe=f"{R}/dedupe/{{shard}}.tsv",
+        unpack(IMAGES_INPUT),
     output:
         images=directory(f"{R}/images/{{shard}}"),
         manifest=f"{R}/images/{{shard}}.tsv",
@@ -17,6 +22,7 @@ rule images:
         CONDA_ENV
     threads: config["images"]["threads"]
     params:
+        made=IMAGES_INPUT.digest,
         images=section("images"),
         code=code_digest("images"),
     script:

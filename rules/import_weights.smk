@@ -3,7 +3,7 @@
 
 if IMPORTING:
 
-    rule import_weights:
+    checkpoint import_weights:
         input:
             IMPORT_SOURCE,
         output:

@@ -1,9 +1,14 @@
 # Round r-1's ranking -> what round r keeps: all but the lowest and highest shares.
 
 
-rule keep:
+KEEP_INPUT = made(
+    rank=previous_rank,
+)
+
+
+checkpoint keep:
     input:
-        previous_rank,
+        unpack(KEEP_INPUT),
     output:
         keep=f"{R}/round-{{r}}/keep.tsv",
         lowest=report(
@@ -25,6 +30,7 @@ rule keep:
     conda:
         CONDA_ENV
     params:
+        made=KEEP_INPUT.digest,
         rank=section("rank"),
         code=code_digest("keep"),
     script:

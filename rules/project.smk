@@ -25,9 +25,14 @@ rule project_vgg16:
         adapter("project_vgg16")
 
 
-rule project_encoder:
+PROJECT_ENCODER_INPUT = made(
+    export=FINAL_EXPORT,
+)
+
+
+checkpoint project_encoder:
     input:
-        export=FINAL_EXPORT,
+        unpack(PROJECT_ENCODER_INPUT),
     output:
         f"{R}/project/encoder.npz",
     log:
@@ -40,15 +45,21 @@ rule project_encoder:
     resources:
         gpu=1,
     params:
+        made=PROJECT_ENCODER_INPUT.digest,
         encoder=canonical(config["project"]["encoder"]),
         code=code_digest("project_encoder"),
     script:
         adapter("project_encoder")
 
 
-rule project_target:
+PROJECT_TARGET_INPUT = made(
+    images=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
+)
+
+
+checkpoint project_target:
     input:
-        expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
+        unpack(PROJECT_TARGET_INPUT),
     output:
         f"{R}/project/dataset-{{k}}/target.png",
     log:
@@ -60,22 +71,26 @@ rule project_target:
     conda:
         CONDA_ENV
     params:
+        made=PROJECT_TARGET_INPUT.digest,
         images=config["project"]["dataset_images"],
         code=code_digest("project_target"),
     script:
         adapter("project_target")
 
 
-rule project:
+PROJECT_INPUT = made(
+    export=FINAL_EXPORT,
+    target=project_target,
+    encoder=(
+        f"{R}/project/encoder.npz" if config["project"]["encoder"]["enabled"] else []
+    ),
+    vgg16=VGG16 if PROJECT_DISTANCE == "vgg16" else [],
+)
+
+
+checkpoint project:
     input:
-        export=FINAL_EXPORT,
-        target=project_target,
-        encoder=(
-            f"{R}/project/encoder.npz"
-            if config["project"]["encoder"]["enabled"]
-            else []
-        ),
-        vgg16=VGG16 if PROJECT_DISTANCE == "vgg16" else [],
+        unpack(PROJECT_INPUT),
     output:
         w=f"{R}/project/{{name}}/w.npz",
         reconstruction=f"{R}/project/{{name}}/reconstruction.png",
@@ -97,6 +112,7 @@ rule project:
     resources:
         gpu=1,
     params:
+        made=PROJECT_INPUT.digest,
         settings=canonical(
             {k: v for k, v in config["project"].items() if k in PROJECT_SETTINGS}
         ),

@@ -1,11 +1,16 @@
 # Round r's discriminator scores every image of round r.
 
 
-rule rank:
+RANK_INPUT = made(
+    export=f"{R}/round-{{r}}/train/export.json",
+    dataset=f"{R}/round-{{r}}/dataset/dataset.json",
+    manifests=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
+)
+
+
+checkpoint rank:
     input:
-        export=f"{R}/round-{{r}}/train/export.json",
-        dataset=f"{R}/round-{{r}}/dataset/dataset.json",
-        manifests=expand(f"{R}/images/{{shard}}.tsv", shard=SHARDS),
+        unpack(RANK_INPUT),
     output:
         f"{R}/round-{{r}}/rank.tsv",
     log:
@@ -18,6 +23,7 @@ rule rank:
     resources:
         gpu=1,
     params:
+        made=RANK_INPUT.digest,
         batch_size=config["rank"]["batch_size"],
         code=code_digest("rank"),
     script:

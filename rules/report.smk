@@ -6,9 +6,14 @@
 report: "../report/workflow.rst"
 
 
-rule report_curves:
+REPORT_CURVES_INPUT = made(
+    log=f"{R}/round-{{r}}/train/log.csv",
+)
+
+
+checkpoint report_curves:
     input:
-        f"{R}/round-{{r}}/train/log.csv",
+        unpack(REPORT_CURVES_INPUT),
     output:
         losses=report(
             f"{R}/report/round-{{r}}/losses.png",
@@ -29,15 +34,21 @@ rule report_curves:
     conda:
         CONDA_ENV
     params:
+        made=REPORT_CURVES_INPUT.digest,
         code=code_digest("report"),
     script:
         adapter("report")
 
 
-rule report_scores:
+REPORT_SCORES_INPUT = made(
+    rank=f"{R}/round-{{r}}/rank.tsv",
+    keep=next_keep,
+)
+
+
+checkpoint report_scores:
     input:
-        rank=f"{R}/round-{{r}}/rank.tsv",
-        keep=next_keep,
+        unpack(REPORT_SCORES_INPUT),
     output:
         report(
             f"{R}/report/round-{{r}}/scores.png",
@@ -52,15 +63,21 @@ rule report_scores:
     conda:
         CONDA_ENV
     params:
+        made=REPORT_SCORES_INPUT.digest,
         rank=section("rank"),  # the caption quotes the shares
         code=code_digest("report"),
     script:
         adapter("report")
 
 
+REPORT_FUNNEL_INPUT = made(
+    funnel=f"{R}/report/funnel.tsv",
+)
+
+
 rule report_funnel:
     input:
-        f"{R}/report/funnel.tsv",
+        unpack(REPORT_FUNNEL_INPUT),
     output:
         report(
             f"{R}/report/funnel.html",
@@ -75,14 +92,20 @@ rule report_funnel:
     conda:
         CONDA_ENV
     params:
+        made=REPORT_FUNNEL_INPUT.digest,
         code=code_digest("report"),
     script:
         adapter("report")
 
 
+REPORT_VIDEO_INPUT = made(
+    video=f"{R}/videos/{{video}}.mp4",
+)
+
+
 rule report_video:
     input:
-        f"{R}/videos/{{video}}.mp4",
+        unpack(REPORT_VIDEO_INPUT),
     output:
         report(
             f"{R}/report/videos/{{video}}.html",
@@ -98,29 +121,35 @@ rule report_video:
     conda:
         CONDA_ENV
     params:
+        made=REPORT_VIDEO_INPUT.digest,
         code=code_digest("report"),
     script:
         adapter("report")
 
 
+REPORT_OVERVIEW_INPUT = made(
+    funnel=f"{R}/report/funnel.tsv",
+    contact=expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES),
+    curves=expand(
+        f"{R}/report/round-{{r}}/{{plot}}.png", r=ROUNDS, plot=["losses", "swd"]
+    ),
+    scores=expand(f"{R}/report/round-{{r}}/scores.png", r=ROUNDS[:-1]),
+    keep=expand(
+        f"{R}/round-{{r}}/keep-sheets/{{end}}.png",
+        r=ROUNDS[1:],
+        end=["lowest", "highest"],
+    ),
+    samples=f"{R}/samples/grid.png",
+    figures=expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES),
+    videos=expand(f"{R}/videos/{{video}}.mp4", video=VIDEOS),
+    projections=pngs(project_targets()),
+    edits=pngs(edit_targets()),
+)
+
+
 rule report_overview:
     input:
-        funnel=f"{R}/report/funnel.tsv",
-        contact=expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES),
-        curves=expand(
-            f"{R}/report/round-{{r}}/{{plot}}.png", r=ROUNDS, plot=["losses", "swd"]
-        ),
-        scores=expand(f"{R}/report/round-{{r}}/scores.png", r=ROUNDS[:-1]),
-        keep=expand(
-            f"{R}/round-{{r}}/keep-sheets/{{end}}.png",
-            r=ROUNDS[1:],
-            end=["lowest", "highest"],
-        ),
-        samples=f"{R}/samples/grid.png",
-        figures=expand(f"{R}/figures/{{figure}}.png", figure=FIGURE_NAMES),
-        videos=expand(f"{R}/videos/{{video}}.mp4", video=VIDEOS),
-        projections=pngs(project_targets()),
-        edits=pngs(edit_targets()),
+        unpack(REPORT_OVERVIEW_INPUT),
     output:
         report(
             f"{R}/overview.html",
@@ -134,6 +163,7 @@ rule report_overview:
     conda:
         CONDA_ENV
     params:
+        made=REPORT_OVERVIEW_INPUT.digest,
         dataset=config["dataset"],
         code=code_digest("report"),
     script:

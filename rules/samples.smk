@@ -1,9 +1,14 @@
 # Samples from the last round's EMA generator: a PNG per seed and a grid.
 
 
-rule samples:
+SAMPLES_INPUT = made(
+    export=FINAL_EXPORT,
+)
+
+
+checkpoint samples:
     input:
-        export=FINAL_EXPORT,
+        unpack(SAMPLES_INPUT),
     output:
         seeds=directory(f"{R}/samples/seeds"),
         grid=report(
@@ -21,6 +26,7 @@ rule samples:
     resources:
         gpu=1,
     params:
+        made=SAMPLES_INPUT.digest,
         samples=section("samples"),
         psi=config["psi"],
         code=code_digest("samples"),

@@ -3,10 +3,15 @@
 # preemption resumes from the newest one. Round r+1 starts from round r's weights.
 
 
-rule train:
+TRAIN_INPUT = made(
+    dataset=f"{R}/round-{{r}}/dataset/dataset.json",
+    init=init_inputs,
+)
+
+
+checkpoint train:
     input:
-        dataset=f"{R}/round-{{r}}/dataset/dataset.json",
-        init=init_inputs,
+        unpack(TRAIN_INPUT),
     output:
         generator=directory(f"{R}/round-{{r}}/train/generator"),
         discriminator=directory(f"{R}/round-{{r}}/train/discriminator"),
@@ -25,6 +30,7 @@ rule train:
         **TRAIN_RESOURCES,
         gpu=1,
     params:
+        made=TRAIN_INPUT.digest,
         train=train_params(),
         run_dir=f"{R}/round-{{r}}/train/run",
         init_from=init_from,

@@ -2,9 +2,14 @@
 # from the last round's generator.
 
 
-rule videos_progress:
+VIDEOS_PROGRESS_INPUT = made(
+    frames=expand(f"{R}/round-{{r}}/train/frames.tsv", r=ROUNDS),
+)
+
+
+checkpoint videos_progress:
     input:
-        expand(f"{R}/round-{{r}}/train/frames.tsv", r=ROUNDS),
+        unpack(VIDEOS_PROGRESS_INPUT),
     output:
         f"{R}/videos/training-progress.mp4",
     log:
@@ -14,15 +19,21 @@ rule videos_progress:
     conda:
         CONDA_ENV
     params:
+        made=VIDEOS_PROGRESS_INPUT.digest,
         progress=canonical(config["videos"]["progress"]),
         code=code_digest("videos_progress"),
     script:
         adapter("videos_progress")
 
 
-rule videos_walk:
+VIDEOS_WALK_INPUT = made(
+    export=FINAL_EXPORT,
+)
+
+
+checkpoint videos_walk:
     input:
-        export=FINAL_EXPORT,
+        unpack(VIDEOS_WALK_INPUT),
     output:
         f"{R}/videos/{{video}}.mp4",
     log:
@@ -37,6 +48,7 @@ rule videos_walk:
     resources:
         gpu=1,
     params:
+        made=VIDEOS_WALK_INPUT.digest,
         walks={k: v for k, v in section("videos").items() if k != "progress"},
         psi=config["psi"],
         code=code_digest("videos_walk"),

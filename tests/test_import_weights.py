@@ -365,7 +365,7 @@ def test_the_workflow_imports_a_released_init_from_before_training(tmp_path, cas
     planned = jobs_planned(tmp_path)
     assert planned["import_weights"] == 1 and planned["train"] == 2
     out = snakemake(tmp_path, "--dry-run").stdout
-    round_1 = out[out.index("rule train:"):].split("\n\n")[0]
+    round_1 = out[out.index("checkpoint train:"):].split("\n\n")[0]
     assert "wildcards: r=1" in round_1 and "input: results/demo/round-1/dataset/dataset.json, " \
         "results/demo/imported/export.json" in round_1, round_1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import yaml
 from PIL import Image
 
 from ganflow.tables import read_tsv
-from workflow import REPO, jobs_planned, snakemake, tiny_config
+from workflow import REPO, jobs_planned, jobs_run, snakemake, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -167,18 +168,40 @@ def test_rerun_only_what_changed(demo_run):
     arr = np.asarray(original.convert("RGB")).copy()
     arr[:4, :4] = 255 - arr[:4, :4]
     Image.fromarray(arr).save(src, format=original.format)
-    planned = jobs_planned(wd, "data")
-    assert planned.get("faces") == 1 and planned.get("clean") == 1 and planned.get("dedupe") == 1
-    assert "ids" not in planned and "demo" not in planned
+    assert jobs_planned(wd, "data") == {"faces": 1}  # a dry run sees the first stage to run
     res = wd / "results/demo"
     inputs = {p.relative_to(res): p.read_bytes() for stage in ("clean", "dedupe") for p in (res / stage).glob("*.tsv")}
     made = {p.name: p.stat().st_mtime_ns for p in (res / "images").glob("*.tsv")}
-    snakemake(wd, "data")
+    ran = jobs_run(snakemake(wd, "data"))
+    assert ran.get("faces") == 1 and ran.get("clean") == 1 and ran.get("dedupe") == 1
+    assert "ids" not in ran and "demo" not in ran
     assert jobs_planned(wd, "data") == {}
     # once dedupe reran, only the shards whose clean verdicts or dedupe slice changed made their images again
     changed = {path.name for path, raw in inputs.items() if (res / path).read_bytes() != raw}
     assert changed == {name for name, t in made.items() if (res / "images" / name).stat().st_mtime_ns != t}
     assert len(changed) < len(made)
+
+
+def test_every_rule_another_reads_is_a_checkpoint_read_through_made(tmp_path, cascade_path):
+    """The cascade stops at a job that made the same bytes only where its maker is a
+    checkpoint and its reader declares it with made() (rules/common.smk): checked on the
+    rule graph of a run with every edit method, so a new rule cannot slip past it."""
+    tiny_config(tmp_path, cascade_path, **{"edit.methods": ["sefa", "ganspace", "tags"]})
+    dot = snakemake(tmp_path, "--forceall", "--rulegraph").stdout
+    names = dict(re.findall(r'(\d+)\[label = "(\w+)"', dot))
+    edges = {(names[a], names[b]) for a, b in re.findall(r"(\d+) -> (\d+)", dot)}
+    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    headers = list(re.finditer(r"^ *(rule|checkpoint) (\w+):$", text, re.M))
+    rules = {m.group(2): (m.group(1), text[m.end():headers[i + 1].start() if i + 1 < len(headers) else None])
+             for i, m in enumerate(headers)}
+    downloads = {"faces_cascade", "project_vgg16"}  # outside results/: their readers checksum them
+    assert len(edges) > 40 and {"ids", "train", "edit_ganspace", "report_overview"} <= set(names.values())
+    for maker, reader in edges:
+        if maker in downloads or reader in ("all", "data", "latent"):
+            continue
+        assert rules[maker][0] == "checkpoint", f"{maker} is read by {reader} but is no checkpoint"
+        const = f"{reader.upper()}_INPUT"
+        assert f"unpack({const})" in rules[reader][1] and f"made={const}.digest" in rules[reader][1], reader
 
 
 def test_tag_edits_of_a_folder_without_tags_are_refused_before_anything_runs(tmp_path, cascade_path):
@@ -216,6 +239,11 @@ def test_folder_source_reruns_ids_for_new_or_removed_files_and_one_shard_for_an_
     for p in art.rglob("*.png"):
         os.utime(p, ns=(10**18, 10**18))
     assert jobs_planned(tmp_path, *targets) == {}, "touching every source must rerun nothing"
+    # a touched folder or a .DS_Store reruns the listing, which comes out the same: nothing else
+    (art / "d0" / ".DS_Store").write_bytes(b"\0" * 8)
+    for p in [art, *art.rglob("*")]:
+        os.utime(p, ns=(2 * 10**18, 2 * 10**18))
+    assert jobs_run(snakemake(tmp_path, *targets)) == {"ids": 1}
     edited = art / "d1" / "3.png"
     edited.write_bytes(edited.read_bytes() + b"\0")
     assert jobs_planned(tmp_path, *targets) == {"faces": 1}

@@ -43,6 +43,17 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 90
     return proc
 
 
+def jobs_run(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> how many of its jobs a finished snakemake run executed (from its log)."""
+    counts: dict[str, int] = {}
+    for line in (proc.stdout + proc.stderr).splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("rule", "checkpoint", "localrule", "localcheckpoint") \
+                and parts[1].endswith(":"):
+            counts[parts[1][:-1]] = counts.get(parts[1][:-1], 0) + 1
+    return counts
+
+
 def jobs_planned(workdir: Path, *args: str) -> dict[str, int]:
     """Rule -> job count of what a dry run would do (empty when up to date)."""
     out = snakemake(workdir, *args, "--dry-run", "--quiet", "rules").stdout

@@ -2,7 +2,9 @@
 # `snakemake --cores N` builds everything in config/config.yaml; `snakemake <path>`
 # builds one artifact. Stages live in rules/ (one file each), logic in the ganflow package.
 import os
+import sys
 
+from ganflow import running as _running
 from ganflow.config import ConfigError, validate as _validate
 
 # The demo config unless the user gives their own (--configfile), which then stands alone:
@@ -28,6 +30,28 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 envvars:
     "PYTHONPATH",
+
+
+# Who holds the lock (ganflow/running.py): a lock that a killed run left is told apart from
+# a run still alive, and --unlock is refused under a live one. Cluster jobs skip it.
+if workflow.is_main_process:
+    _advice, _stop = _running.lock_advice(os.getcwd(), unlocking="--unlock" in sys.argv)
+    if _stop:
+        raise WorkflowError(_advice)
+    if _advice:
+        print(_advice, file=sys.stderr)
+
+
+onstart:
+    _running.record(os.getcwd(), sys.argv)
+
+
+onsuccess:
+    _running.release(os.getcwd())
+
+
+onerror:
+    _running.release(os.getcwd())
 
 
 include: "rules/common.smk"

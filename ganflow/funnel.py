@@ -19,7 +19,10 @@ from .tables import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
 
-FUNNEL_COLUMNS = ["stage", "count", "dropped_reason", "dropped"]
+# count is in the stage's own unit: images up to with_face, faces from crops on; images and
+# faces give both (a picture may hold several faces), and dropped is in the stage's unit.
+FUNNEL_COLUMNS = ["stage", "count", "images", "faces", "dropped_reason", "dropped"]
+FACE_STAGES = ("crops", "clean", "unique", "final")
 
 
 def _rows(paths: Sequence[Path]) -> list[dict]:
@@ -36,10 +39,12 @@ def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], ded
     face_rows, clean_rows = _rows(faces), _rows(clean)
     dedupe_rows, image_rows = read_tsv(dedupe_tsv), _rows(images)
 
-    def step(stage: str, count: int, drops: Counter) -> list[dict]:
-        out = [{"stage": stage, "count": count, "dropped_reason": "", "dropped": ""}]
-        out += [{"stage": stage, "count": "", "dropped_reason": r, "dropped": n}
-                for r, n in sorted(drops.items())]
+    def step(stage: str, count: int, drops: Counter, faces: list[dict] | None = None) -> list[dict]:
+        """A stage's row (`faces`: the rows of the faces that reach it, by source id) and its drops."""
+        images = len({r["id"] for r in faces}) if faces is not None and stage in FACE_STAGES else count
+        out = [{"stage": stage, "count": count, "images": images, "faces": "" if faces is None else len(faces),
+                "dropped_reason": "", "dropped": ""}]
+        out += [{"stage": stage, "count": "", "dropped_reason": r, "dropped": n} for r, n in sorted(drops.items())]
         return out
 
     def prefixed(prefix: str) -> Counter:
@@ -62,11 +67,14 @@ def funnel(summary_json: Path, faces: Sequence[Path], clean: Sequence[Path], ded
     table += step("posts", summary.get("posts", 0), Counter())
     table += step("selected", summary.get("selected", 0), prefixed("filtered:") + rejected)
     table += step("found", summary.get("found", 0), missing)
-    table += step("with_face", len(with_face), image_drops)
-    table += step("crops", len(crops), face_drops)
-    table += step("clean", len(kept), clean_drops)
-    table += step("unique", len(unique), dup_drops)
-    table += step("final", len(image_rows), final_drops)
+    detected = [r for r in face_rows if r["status"] in ("face", "over_max_faces")]
+    source_of = {r["crop"]: r["id"] for r in crops}
+    by_crop = lambda rows, key: [{"id": source_of.get(r[key], r[key])} for r in rows]
+    table += step("with_face", len(with_face), image_drops, detected)
+    table += step("crops", len(crops), face_drops, crops)
+    table += step("clean", len(kept), clean_drops, by_crop(kept, "crop"))
+    table += step("unique", len(unique), dup_drops, by_crop(unique, "crop"))
+    table += step("final", len(image_rows), final_drops, by_crop(image_rows, "image"))
     return table
 
 

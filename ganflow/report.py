@@ -304,17 +304,19 @@ def _funnel_table(funnel_tsv: str | os.PathLike) -> tuple[str, int]:
         share = 100.0 * n / first if first and math.isfinite(n) else 0.0
         return f'<div class="{cls}" style="width:{min(100.0, share):.1f}%"></div>'
 
-    lines = ["<table>", "<tr><th>stage</th><th>images</th><th>dropped because</th><th></th>"
+    lines = ["<table>", "<tr><th>stage</th><th>images</th><th>faces</th><th>dropped because</th><th></th>"
              '<th style="width:320px"></th></tr>']
     for r in rows:
         if r["dropped_reason"]:
             n = _number(r["dropped"])
-            lines.append(f'<tr class="drop"><td></td><td></td><td>{html.escape(r["dropped_reason"])}</td>'
+            lines.append(f'<tr class="drop"><td></td><td></td><td></td><td>{html.escape(r["dropped_reason"])}</td>'
                          f'<td class="n">{html.escape(r["dropped"])}</td><td>{bar(n, "bar drop")}</td></tr>')
         else:
             n = _number(r["count"])
-            lines.append(f'<tr class="stage"><td>{html.escape(r["stage"])}</td><td class="n">'
-                         f'{html.escape(r["count"])}</td><td></td><td></td><td>{bar(n)}</td></tr>')
+            # a table without the images and faces columns (made by hand) shows its count as images
+            images, faces = r.get("images", r["count"]), r.get("faces", "")
+            lines.append(f'<tr class="stage"><td>{html.escape(r["stage"])}</td><td class="n">{html.escape(images)}'
+                         f'</td><td class="n">{html.escape(faces)}</td><td></td><td></td><td>{bar(n)}</td></tr>')
     lines.append("</table>")
     return "\n".join(lines), len(stages)
 

@@ -123,6 +123,10 @@ def test_faces_beyond_max_faces_and_crowded_images_are_counted_and_shown(tmp_pat
     assert steps[("with_face", "")] == 1 and steps[("crops", "")] == 2
     assert steps[("with_face", "not_solo")] == 1 and steps[("with_face", "no_face")] == 1
     assert steps[("crops", "over_max_faces")] == 2 and ("with_face", "over_max_faces") not in steps
+    # both units at each stage: one picture with four faces found, two of them cropped
+    units = {r["stage"]: (r["images"], r["faces"]) for r in table if not r["dropped_reason"]}
+    assert units["found"] == (3, "") and units["with_face"] == (1, 4) and units["crops"] == (1, 2)
+    assert units["clean"] == (0, 0)
     pixels = np.asarray(Image.open(sheet))
     assert pixels.shape[1] == 2 * THUMB  # the two dropped faces
     for slot, source in ((0, 2), (1, 3)):

@@ -148,6 +148,7 @@ def test_killed_run_recovers_with_the_documented_commands(demo_run, tmp_path, ca
     proc.wait()
     again = snakemake(tmp_path, "data", check=False)
     assert again.returncode != 0 and "--unlock" in again.stdout + again.stderr  # Snakemake's own advice
+    assert f"left by a run that no longer runs (pid {proc.pid} on" in again.stderr  # and which case it is
     snakemake(tmp_path, "--unlock")
     snakemake(tmp_path, "data")
     assert _outputs(tmp_path / "results/demo") == _outputs(reference / "results/demo")

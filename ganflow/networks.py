@@ -290,7 +290,7 @@ class SynthesisLayer(keras.layers.Layer):
 class ToRGB(keras.layers.Layer):
     """1x1 modulated conv to RGB without demodulation (colour scale must stay free)."""
 
-    def __init__(self, in_channels: int, w_dim: int, conv_clamp: float | None = None,
+    def __init__(self, in_channels: int, w_dim: int, *, conv_clamp: float | None = None,
                  conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
         self.conv = ModulatedConv(in_channels, 3, 1, w_dim, demodulate=False, conv_dtype=conv_dtype, name="conv")
@@ -386,7 +386,7 @@ class SynthesisBlock(keras.layers.Layer):
     first w of the next block (the paper's two styles per resolution).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *,
                  conv_clamp: float | None = None, conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
         cd, cc = conv_dtype, conv_clamp
@@ -426,15 +426,15 @@ class SynthesisBlock(keras.layers.Layer):
 class Synthesis(keras.layers.Layer):
     """Learned 4x4 constant -> one SynthesisBlock per resolution -> skip-connected RGB."""
 
-    def __init__(self, resolution: int, w_dim: int, channel_base: int, channel_max: int,
+    def __init__(self, resolution: int, w_dim: int, channel_base: int, channel_max: int, *,
                  conv_clamp: float | None = None, conv_dtype: str = "float32", num_fp16_res: int = 4,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         r = _log2_resolution(resolution)
         ch = [channels_at(2 ** i, channel_base, channel_max) for i in range(r + 1)]
         self.blocks: list[SynthesisBlock] = _track(self, [
-            SynthesisBlock(ch[max(i - 1, 2)], ch[i], w_dim, 2 ** i, conv_clamp,
-                           layer_dtype(conv_dtype, 2 ** i, resolution, num_fp16_res), name=f"block_{2 ** i}")
+            SynthesisBlock(ch[max(i - 1, 2)], ch[i], w_dim, 2 ** i, conv_clamp=conv_clamp,
+                           conv_dtype=layer_dtype(conv_dtype, 2 ** i, resolution, num_fp16_res), name=f"block_{2 ** i}")
             for i in range(2, r + 1)])
         self.resolution = resolution
         self.num_ws = num_ws_for(resolution)
@@ -485,8 +485,8 @@ class Generator(keras.layers.Layer):
         self.architecture = dict(resolution=resolution, z_dim=z_dim, w_dim=w_dim,
                                  mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
                                  channel_base=channel_base, channel_max=channel_max, conv_clamp=conv_clamp)
-        self.synthesis = Synthesis(resolution, w_dim, channel_base, channel_max, conv_clamp, conv_dtype,
-                                   num_fp16_res, name="synthesis")
+        self.synthesis = Synthesis(resolution, w_dim, channel_base, channel_max, conv_clamp=conv_clamp,
+                                   conv_dtype=conv_dtype, num_fp16_res=num_fp16_res, name="synthesis")
         self.mapping = Mapping(z_dim, w_dim, mapping_layers, mapping_lr_mul, self.synthesis.num_ws,
                                name="mapping")
         self.resolution = resolution
@@ -533,7 +533,7 @@ def _minibatch_stddev(x: tf.Tensor, group: int, grouping: str = "consecutive") -
 class DiscriminatorBlock(keras.layers.Layer):
     """Two 3x3 convs (the second halves the resolution) plus a 1x1 downsampled skip."""
 
-    def __init__(self, in_channels: int, out_channels: int, conv_clamp: float | None = None,
+    def __init__(self, in_channels: int, out_channels: int, *, conv_clamp: float | None = None,
                  conv_dtype: str = "float32", **kwargs) -> None:
         super().__init__(**kwargs)
         cc, cd = conv_clamp, conv_dtype
@@ -574,7 +574,8 @@ class Discriminator(keras.layers.Layer):
             return layer_dtype(conv_dtype, res, resolution, num_fp16_res)
 
         self.from_rgb = Conv(3, ch[r], 1, conv_clamp=cc, conv_dtype=dtype(resolution), name="from_rgb")
-        self.blocks = _track(self, [DiscriminatorBlock(ch[i], ch[i - 1], cc, dtype(2 ** i), name=f"block_{2 ** i}")
+        self.blocks = _track(self, [DiscriminatorBlock(ch[i], ch[i - 1], conv_clamp=cc, conv_dtype=dtype(2 ** i),
+                                                          name=f"block_{2 ** i}")
                                     for i in range(r, 2, -1)])
         self.conv = Conv(ch[2] + 1, ch[2], 3, conv_clamp=cc, conv_dtype=dtype(4), name="conv_4")
         self.fc = Dense(ch[2] * 16, ch[2], activate=True, name="fc")

@@ -115,7 +115,8 @@ def test_jobs_got_the_profiles_resources(slurm_run):
 
 
 def test_nothing_left_to_do(slurm_run):
-    assert jobs_planned(slurm_run.wd, *TARGETS) == {}
+    planned = jobs_planned(slurm_run.wd, *TARGETS)
+    assert planned == {}, snakemake(slurm_run.wd, *TARGETS, "--dry-run").stdout[-3000:]
 
 
 def test_training_ran_as_tasks_of_one_job(slurm_run, cluster):

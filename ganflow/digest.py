@@ -64,9 +64,14 @@ def imported_modules(source: str | Path, package_dir: str | Path) -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def _file_digest(path: Path, mtime_ns: int, size: int = -1, inode: int = 0) -> str:
-    """sha256 of a file, read once per process and version of the file."""
+def _file_digest(path: Path, mtime_ns: int, size: int, inode: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    """sha256 of a file, read once per process and version (time, size, inode) of the file."""
+    st = path.stat()
+    return _file_digest(path, st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def files_digest(paths: list[str]) -> str:
@@ -75,8 +80,7 @@ def files_digest(paths: list[str]) -> str:
     h = hashlib.sha256()
     for name in sorted(paths):
         try:
-            st = Path(name).stat()
-            sha = _file_digest(Path(name), st.st_mtime_ns, st.st_size, st.st_ino)
+            sha = _sha256(Path(name))
         except OSError:
             sha = "missing"
         h.update(f"{name}\0{sha}\n".encode())
@@ -89,7 +93,7 @@ def script_digest(script: str | Path, package_dir: str | Path) -> str:
         (name, Path(package_dir) / f"{name}.py") for name in imported_modules(script, package_dir)]
     h = hashlib.sha256()
     for name, path in files:
-        h.update(f"{name}\0{_file_digest(path, path.stat().st_mtime_ns)}\n".encode())
+        h.update(f"{name}\0{_sha256(path)}\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -46,10 +46,15 @@ class made:
     def __init__(self, **inputs):
         self.inputs = inputs  # name -> path pattern, list of paths, or input function
 
+    @staticmethod
+    def _ours(path):
+        """Whether a rule makes this path (the rest is the user's)."""
+        return path.startswith(f"{R}/")
+
     def _paths(self, wildcards):
         """name -> the paths (str or list, as given) for one job."""
         fields = dict(wildcards.items())
-        fill = lambda p: p.format_map(fields) if p.startswith(f"{R}/") else p
+        fill = lambda p: p.format_map(fields) if self._ours(p) else p
         out = {}
         for name, value in self.inputs.items():
             value = value(wildcards) if callable(value) else value
@@ -59,7 +64,7 @@ class made:
         return out
 
     def __call__(self, wildcards):
-        mark = lambda p: ancient(p) if p.startswith(f"{R}/") else p
+        mark = lambda p: ancient(p) if self._ours(p) else p
         return {
             name: mark(p) if isinstance(p, str) else [mark(q) for q in p]
             for name, p in self._paths(wildcards).items()
@@ -68,7 +73,7 @@ class made:
     def digest(self, wildcards):
         paths = self._paths(wildcards).values()
         flat = [q for p in paths for q in ([p] if isinstance(p, str) else p)]
-        return files_digest([q for q in flat if q.startswith(f"{R}/")])
+        return files_digest([q for q in flat if self._ours(q)])
 
 
 # A user's own cascade file is only ever an input: Snakemake deletes a rule's outputs before

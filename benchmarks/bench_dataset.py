@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ganflow.dataset import dct_ratio, pack, training_dataset
+from ganflow.dataset import pack
+from ganflow.records import dct_ratio, training_dataset
 from ganflow.tables import write_tsv
 
 IMAGE_COLUMNS = ["image", "id", "path", "source", "box", "width", "height", "format", "sha256", "upscale"]

@@ -32,7 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ganflow import drawing, encoder, networks, project, samples, tagger  # noqa: E402
+from ganflow import drawing, encoder, inversion, latents, networks, tagger  # noqa: E402
 from ganflow.weights import load_export  # noqa: E402
 
 DEMO_ARCH = dict(z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024, channel_max=64)
@@ -64,7 +64,7 @@ def tamed(G: networks.Generator) -> networks.Generator:
     """Random weights make images far outside [-1, 1], where the uint8 target clips and no w
     matches it; the image is linear in the toRGB weights, so dividing them all by the
     images' spread brings it to a trained model's range."""
-    images = G.synthesis(samples.map_latents(G, samples.latents(range(64), G.z_dim)), noise_mode="const")
+    images = G.synthesis(latents.map_latents(G, latents.seed_z(range(64), G.z_dim)), noise_mode="const")
     spread = float(np.std(images)) * 2.0
     for block in G.synthesis.blocks:
         block.torgb.conv.weight.assign(block.torgb.conv.weight / spread)
@@ -76,18 +76,18 @@ def bench_projection(name: str, G, D, args) -> None:
     E = encoder.train(G, encoder.EncoderSettings(steps=args.encoder_steps))
     print(f"{name}: encoder {args.encoder_steps} steps in {time.perf_counter() - t0:.1f} s, "
           f"w error {E.info['heldout_error']:.3f} of the mean w's")
-    features = project.discriminator_features(D)
-    settings = project.Settings(steps=args.steps)
-    w_mean, _ = project.w_stats(G, settings.w_samples)
+    features = inversion.discriminator_features(D)
+    settings = inversion.Settings(steps=args.steps)
+    w_mean, _ = inversion.w_stats(G, settings.w_samples)
     thresholds = [float(t) for t in args.mse.split(",")]
     print(f"  {'target':>9} {'start':>8} {'s/step':>7} " + " ".join(f"{'mse<' + str(t):>14}" for t in thresholds)
           + f" {'final mse':>10} {'w error':>8}")
     for seed in range(args.targets):
-        true = samples.map_latents(G, samples.latents([1000 + seed], G.z_dim), 0.7)[0]
-        target = project.reconstruct(G, true, None)
+        true = latents.map_latents(G, latents.seed_z([1000 + seed], G.z_dim), 0.7)[0]
+        target = inversion.reconstruct(G, true, None)
         for label, start in (("mean w", None), ("encoder", E.guess(target))):
             t0 = time.perf_counter()
-            p = project.project(G, target, features, settings, start=start)
+            p = inversion.project(G, target, features, settings, start=start)
             per_step = (time.perf_counter() - t0) / settings.steps
             reached = []
             for t in thresholds:

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ganflow import networks, videos  # noqa: E402
+from ganflow import media, networks, videos  # noqa: E402
 from ganflow.tables import write_tsv  # noqa: E402
 
 # name: (Generator kwargs, interpolation grid, frames per measurement)
@@ -70,7 +70,7 @@ def bench_model(name: str, frames: int | None, batch: int, grid: tuple[int, int]
 
     def render(b: int) -> np.ndarray:
         z = walk(np.arange(b * per_call, (b + 1) * per_call) % frames).reshape(-1, G.z_dim)
-        return videos._tile(networks.to_uint8(synthesise(tf.constant(z))), cells, cols)
+        return media.tile_frames(networks.to_uint8(synthesise(tf.constant(z))), cells, cols)
 
     render(0)  # trace once
     calls = max(1, frames // per_call)
@@ -82,7 +82,7 @@ def bench_model(name: str, frames: int | None, batch: int, grid: tuple[int, int]
 
     still = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     still = np.asarray(Image.fromarray(still).resize((size[0] // 8, size[1] // 8)).resize(size, Image.BICUBIC))
-    seconds = timed(lambda: videos._encode(lambda i: np.roll(still, i, axis=1), frames, fps, out / "enc.mp4",
+    seconds = timed(lambda: media.encode_video(lambda i: np.roll(still, i, axis=1), frames, fps, out / "enc.mp4",
                                            crf=23, preset="medium", tune="animation"))
     print(f"  encode         {frames / seconds:8.1f} frames/s  (x264 medium, crf 23, a frame that scrolls)")
 

@@ -45,7 +45,7 @@ import tensorflow as tf  # noqa: E402
 from bench_dataset import read_rate  # noqa: E402
 from bench_train import _median_time, _reals, matmul_rate, phase_flops, phase_weights  # noqa: E402
 from ganflow import devices  # noqa: E402
-from ganflow.dataset import read_meta  # noqa: E402
+from ganflow.records import read_meta  # noqa: E402
 from ganflow.runlog import SetupError  # noqa: E402
 from ganflow.train_config import BY_RESOLUTION, TrainConfig, auto_conv_dtype  # noqa: E402
 from ganflow.trainer import Trainer  # noqa: E402

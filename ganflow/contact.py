@@ -1,10 +1,11 @@
 """Contact sheets: a labelled thumbnail grid, so a person can eyeball what a stage kept
-or threw away (faces found, rejects, duplicates, the lowest-ranked images...)."""
+or threw away (faces found, rejects, duplicates, the lowest- and highest-ranked images)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Collection, Sequence
 
@@ -12,13 +13,16 @@ from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
 from .imaging import ImageRejected, load_srgb
-from .tables import atomic_path
+from .media import save_png
+from .runlog import SetupError
+from .tables import read_tsv
 
 
 MARK = (255, 127, 14)  # the outline of marked thumbnails (e.g. what a ranking dropped)
 # The PNG text chunk that holds each tile's box, full label and file (read by report.py
 # for the overview's tooltips): a tile's drawn label is only as long as the tile is wide.
 TILES_KEY = "ganflow-tiles"
+SHEET_ITEMS = 64  # thumbnails on each sheet of a ranking
 
 
 def short_label(label: str, width: int) -> str:
@@ -63,6 +67,41 @@ def contact_sheet(items: Sequence[tuple[str, str]], out_png: Path, *, thumb: int
         draw.text((x + 2, y + thumb), short_label(label, max(4, thumb // 6)), fill=(230, 230, 230))
     info = PngInfo()
     info.add_itxt(TILES_KEY, json.dumps(tiles, ensure_ascii=False), zip=True)
-    with atomic_path(out_png) as tmp:
-        sheet.save(tmp, format="PNG", pnginfo=info)
+    save_png(sheet, out_png, info)
     return len(items)
+
+
+def read_ranking(rank_tsv: str | os.PathLike) -> tuple[list[tuple[float, str, dict]], list[dict]]:
+    """(score, image, row) of the scored rows, lowest first, and the rows without a score."""
+    rows = read_tsv(rank_tsv)
+    if rows and "score" not in rows[0]:
+        raise SetupError(f"{rank_tsv} has no column 'score'; it is not a rank table, rerun the rank rule")
+    scored, unscored = [], []
+    for row in rows:
+        try:
+            score = float(row["score"])
+        except (TypeError, ValueError):
+            score = math.nan
+        if math.isfinite(score):
+            scored.append((score, row["image"], row))
+        else:
+            unscored.append(row)
+    scored.sort(key=lambda t: t[:2])
+    return scored, unscored
+
+
+def dropped_sheets(scored: list[tuple[float, str, dict]], lowest_png: Path, highest_png: Path, *, low: int, high: int,
+            thumb: int, sheet_items: int) -> None:
+    """The `sheet_items` lowest and highest, whether dropped or not, the dropped ones outlined."""
+    n = len(scored)
+    contact_sheet([(t[2]["path"], f"{t[0]:.3g}") for t in scored], lowest_png, thumb=thumb,
+                  max_items=sheet_items, marked=range(low), title=f"lowest of {n}: {low} dropped (outlined)")
+    contact_sheet([(t[2]["path"], f"{t[0]:.3g}") for t in scored[::-1]], highest_png, thumb=thumb,
+                  max_items=sheet_items, marked=range(high), title=f"highest of {n}: {high} dropped (outlined)")
+
+
+def ranking_sheets(rank_tsv: str | os.PathLike, lowest_png: Path, highest_png: Path, *, thumb: int = 64,
+                   sheet_items: int = SHEET_ITEMS) -> None:
+    """The lowest and highest of any ranking (nothing dropped), e.g. of a folder ranked by hand."""
+    scored, _ = read_ranking(rank_tsv)
+    dropped_sheets(scored, lowest_png, highest_png, low=0, high=0, thumb=thumb, sheet_items=sheet_items)

@@ -27,8 +27,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from ganflow.drawing import EYES, HAIR, Drawing, draw_manga_page, draw_picture
-from ganflow.tables import atomic_open, write_tsv
+from .drawing import EYES, HAIR, Drawing, draw_manga_page, draw_picture
+from .tables import atomic_open, write_tsv
 
 #: truth.tsv: file is relative to the root (where it would be, for `missing`), dup_of the
 #: duplicated id, box the drawn face as "x,y,w,h", metadata the JSON-lines file of the post.

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from typing import Mapping
 
-from ganflow.runlog import SetupError
+from .runlog import SetupError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@
 
 Every direction is a unit vector with a scale, the standard deviation of sampled w along
 it, so a strength of 2 means two standard deviations whatever the method. Images start
-from seeds exactly as samples.py makes them (truncation psi, constant noise), or from a
+from seeds exactly as samples are made (latents.py) (truncation psi, constant noise), or from a
 projection's w.npz with its own noise, so strength 0 is the sample or the reconstruction.
 """
 
@@ -23,20 +23,20 @@ import logging
 import math
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from . import networks, tagger as tagging
+from . import networks
 from .annotate import caption, labelled_grid
-from .project import _even_frame, load_npz, load_w, save_npz, w_samples
+from .convnets import Tagger
+from .latents import (DEFAULT_PSI, Directions, load_directions, load_w, map_latents, parse_seeds, render,
+                      save_directions, seed_ws, w_samples)
+from .media import encode_batches, even_frame, save_png, tile
 from .runlog import SetupError, logged, progress
-from .samples import DEFAULT_PSI, latents, map_latents, parse_seeds, render, save_png, tile
 from .tables import write_tsv
-from .videos import _encode_batches
 from .weights import load_export
 
 log = logging.getLogger(__name__)
@@ -45,43 +45,6 @@ STRENGTHS = (-3.0, -1.5, 0.0, 1.5, 3.0)
 TAG_COLUMNS = ["direction", "tag", "precision", "recall", "boundary_accuracy", "score_minus", "score_zero",
                "score_plus"]
 SCORE_COLUMNS = ["seed", "strength", "score"]
-
-
-@dataclass
-class Directions:
-    """Named unit directions in W, each with its scale and the w indices [start, stop) it moves."""
-
-    names: list[str]
-    vectors: np.ndarray   # [k, w_dim]
-    scales: np.ndarray    # [k]
-    layers: np.ndarray    # [k, 2]
-
-    def index(self, name: str) -> int:
-        if name not in self.names:
-            raise SetupError(f"direction {name!r} is not known; there are {', '.join(self.names)}")
-        return self.names.index(name)
-
-    def shift(self, ws: np.ndarray, name: str, strength: float) -> np.ndarray:
-        """ws [..., num_ws, w_dim] moved `strength` scales along the direction, on its layers only."""
-        k = self.index(name)
-        start, stop = self.layers[k]
-        out = np.array(ws, np.float32)
-        out[..., start:stop, :] += np.float32(strength * self.scales[k]) * self.vectors[k].astype(np.float32)
-        return out
-
-
-def save_directions(d: Directions, path: str | os.PathLike) -> Path:
-    """One npz per method, read by the figure, video and edit rules and the command line."""
-    return save_npz(path, {"names": np.array(d.names), "vectors": d.vectors.astype(np.float32),
-                           "scales": d.scales.astype(np.float32), "layers": d.layers.astype(np.int64)})
-
-
-def load_directions(path: str | os.PathLike) -> Directions:
-    """A directions file; anything else is a broken setup."""
-    data = load_npz(path, "directions")
-    if not {"names", "vectors", "scales", "layers"} <= data.keys():
-        raise SetupError(f"{path} is not a ganflow directions file; rebuild it with an edit rule")
-    return Directions([str(n) for n in data["names"]], data["vectors"], data["scales"], data["layers"])
 
 
 def _oriented(vectors: np.ndarray) -> np.ndarray:
@@ -154,10 +117,6 @@ def make_directions(G: networks.Generator, method: str, out_npz: str | os.PathLi
 # ----- figures and videos ------------------------------------------------------------------
 
 
-def seed_ws(G: networks.Generator, seeds: Sequence[int], psi: float) -> np.ndarray:
-    return map_latents(G, latents(seeds, G.z_dim), psi)
-
-
 def direction_figure(G: networks.Generator, d: Directions, out_png: str | os.PathLike, *, seed: int = 0,
                      strengths: Sequence[float] = STRENGTHS, psi: float = DEFAULT_PSI,
                      names: Sequence[str] | None = None) -> Path:
@@ -187,10 +146,10 @@ def direction_video(G: networks.Generator, d: Directions, out_mp4: str | os.Path
             name, s = d.names[j // per], strength * math.sin(2 * math.pi * (j % per) / per)
             images = render(G, d.shift(base, name, s))
             big = labelled_grid(tile(images, len(seeds)), res, res)
-            out.append(_even_frame(caption(big, f"{name} {s:+.1f}")))
+            out.append(even_frame(caption(big, f"{name} {s:+.1f}")))
         return np.stack(out)
 
-    _encode_batches(frames, max(1, batch // len(seeds)), count, fps, out_mp4, crf=crf, preset="medium",
+    encode_batches(frames, max(1, batch // len(seeds)), count, fps, out_mp4, crf=crf, preset="medium",
                     tune="animation")
     return {"frames": count, "directions": len(d.names)}
 
@@ -198,7 +157,7 @@ def direction_video(G: networks.Generator, d: Directions, out_mp4: str | os.Path
 # ----- tag directions ----------------------------------------------------------------------
 
 
-def label_samples(G: networks.Generator, T: tagging.Tagger, n: int, *, seed: int = 0, psi: float = 1.0,
+def label_samples(G: networks.Generator, T: Tagger, n: int, *, seed: int = 0, psi: float = 1.0,
                   batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """w [n, w_dim] of n fresh samples and the tagger's scores [n, tags] of their images."""
     z = np.random.RandomState(seed).randn(n, G.z_dim).astype(np.float32)
@@ -259,7 +218,7 @@ def conditional(normal: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
     return rest / size
 
 
-def tag_directions(G: networks.Generator, T: tagging.Tagger, *, samples: int = 2000, seed: int = 0,
+def tag_directions(G: networks.Generator, T: Tagger, *, samples: int = 2000, seed: int = 0,
                    quantile: float = 0.3, conditions: Mapping[str, Sequence[str]] | None = None
                    ) -> tuple[Directions, dict[str, float]]:
     """A direction tag-<tag> per tagger tag, and tag-<tag>-cond for each tag of `conditions`
@@ -289,7 +248,7 @@ def tag_of(name: str) -> str:
     return name[len("tag-"):].removesuffix("-cond")
 
 
-def tag_scores(G: networks.Generator, T: tagging.Tagger, d: Directions, name: str, seeds: Sequence[int],
+def tag_scores(G: networks.Generator, T: Tagger, d: Directions, name: str, seeds: Sequence[int],
                strengths: Sequence[float], psi: float) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [seeds, strengths, res, res, 3] of the seeds moved along `name`, and the
     tagger's score of its tag for each [seeds, strengths]."""
@@ -301,7 +260,7 @@ def tag_scores(G: networks.Generator, T: tagging.Tagger, d: Directions, name: st
     return images.reshape(len(seeds), len(strengths), res, res, 3), scores.reshape(len(seeds), len(strengths))
 
 
-def make_tag_directions(G: networks.Generator, T: tagging.Tagger, out_npz: str | os.PathLike,
+def make_tag_directions(G: networks.Generator, T: Tagger, out_npz: str | os.PathLike,
                         out_tsv: str | os.PathLike, *, samples: int = 2000, seed: int = 0, quantile: float = 0.3,
                         conditions: Mapping[str, Sequence[str]] | None = None, seeds: Sequence[int] | str = "0-15",
                         strength: float = 3.0, psi: float = DEFAULT_PSI) -> Directions:
@@ -328,7 +287,7 @@ def make_tag_directions(G: networks.Generator, T: tagging.Tagger, out_npz: str |
     return d
 
 
-def tag_figure(G: networks.Generator, T: tagging.Tagger, d: Directions, name: str, out_png: str | os.PathLike,
+def tag_figure(G: networks.Generator, T: Tagger, d: Directions, name: str, out_png: str | os.PathLike,
                out_tsv: str | os.PathLike, *, seeds: Sequence[int] | str = "0-3",
                strengths: Sequence[float] = STRENGTHS, psi: float = DEFAULT_PSI) -> Path:
     """One tag direction: rows seeds, columns strengths, each column labelled with the

@@ -10,19 +10,16 @@ needed, and the encoder knows exactly the generator it serves. Its guess is roug
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from . import networks
-from .project import load_npz, save_npz
+from .convnets import Encoder, encoder_net, save_encoder
 from .runlog import SetupError, progress
 from .weights import load_export
 
@@ -45,50 +42,6 @@ class EncoderSettings:
         if self.steps < 1 or self.batch < 1 or self.channels < 1 or self.lr <= 0 or not 0 <= self.mixing <= 1:
             raise SetupError(f"encoder settings {asdict(self)} are out of range: steps, batch and channels "
                              "must be >= 1, lr > 0, mixing in [0, 1]")
-
-
-def _lrelu(x):
-    # max(x, 0.2x) rather than a LeakyReLU layer: grappler's fusion of LeakyRelu fails
-    # (an error in the log) on these graphs, as in networks.py.
-    return keras.layers.Lambda(lambda t: keras.ops.maximum(t, 0.2 * t))(x)
-
-
-def build(resolution: int, num_ws: int, w_dim: int, channels: int, seed: int = 0) -> keras.Model:
-    """Residual blocks that halve the resolution down to 4x4, then one dense layer to
-    num_ws * w_dim. Seeded initialisers: the same settings give the same network."""
-    init = iter(range(seed * 1000, seed * 1000 + 1000))
-
-    def conv(x, ch, k=3, stride=1):
-        return keras.layers.Conv2D(ch, k, stride, "same", kernel_initializer=keras.initializers.HeNormal(next(init)))(x)
-
-    image = keras.Input((resolution, resolution, 3))
-    x = _lrelu(conv(image, channels))
-    ch = channels
-    while x.shape[1] > 4:
-        out = min(ch * 2, channels * 8)
-        skip = conv(keras.layers.AveragePooling2D(2)(x), out, 1)
-        y = _lrelu(conv(x, ch))
-        y = _lrelu(conv(y, out, stride=2))
-        x = keras.layers.Rescaling(1 / math.sqrt(2))(keras.layers.Add()([skip, y]))
-        ch = out
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(num_ws * w_dim, kernel_initializer=keras.initializers.GlorotUniform(next(init)))(x)
-    return keras.Model(image, keras.layers.Reshape((num_ws, w_dim))(x))
-
-
-class Encoder:
-    """E plus the statistics of W that its outputs are scaled by."""
-
-    def __init__(self, net: keras.Model, w_mean: np.ndarray, w_sd: np.ndarray, info: dict) -> None:
-        self.net, self.w_mean, self.w_sd, self.info = net, w_mean.astype(np.float32), w_sd.astype(np.float32), info
-
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        """ws [N, num_ws, w_dim] for images [N, res, res, 3] in [-1, 1]."""
-        return self.w_mean + self.w_sd * self.net(images)
-
-    def guess(self, target: np.ndarray) -> np.ndarray:
-        """ws [num_ws, w_dim] for one uint8 image."""
-        return np.asarray(self(tf.constant(target[None].astype(np.float32) / 127.5 - 1.0)))[0]
 
 
 def _sample_ws(G: networks.Generator, rng: tf.random.Generator, n: int, mixing: float) -> tf.Tensor:
@@ -130,7 +83,7 @@ def train(G: networks.Generator, settings: EncoderSettings = EncoderSettings()) 
     """Train an encoder for G on G's own samples."""
     s = settings
     w_mean, w_sd = w_moments(G)
-    net = build(G.resolution, G.num_ws, G.w_dim, s.channels, s.seed)
+    net = encoder_net(G.resolution, G.num_ws, G.w_dim, s.channels, s.seed)
     mean, sd = tf.constant(w_mean, tf.float32), tf.constant(w_sd, tf.float32)
     opt = keras.optimizers.Adam(s.lr)
     rng = tf.random.Generator.from_seed(s.seed)
@@ -155,31 +108,9 @@ def train(G: networks.Generator, settings: EncoderSettings = EncoderSettings()) 
     return E
 
 
-def save(E: Encoder, path: str | os.PathLike) -> Path:
-    """One npz: the weights in layer order, W's statistics and the settings as JSON."""
-    arrays = {f"weight_{i:03d}": np.asarray(w) for i, w in enumerate(E.net.weights)}
-    return save_npz(path, {**arrays, "w_mean": E.w_mean, "w_sd": E.w_sd,
-                           "info": np.array(json.dumps(E.info, sort_keys=True))})
-
-
-def load(path: str | os.PathLike, G: networks.Generator) -> Encoder:
-    """The encoder saved at `path`, which must have been trained for a generator like G."""
-    data = load_npz(path, "encoder")
-    if "info" not in data:
-        raise SetupError(f"{path} is not a ganflow encoder (no info); rebuild it with the project_encoder rule")
-    info = json.loads(str(data["info"]))
-    if (info["resolution"], info["num_ws"], info["w_dim"]) != (G.resolution, G.num_ws, G.w_dim):
-        raise SetupError(f"encoder {path} was trained for a {info['resolution']}px generator with w_dim "
-                         f"{info['w_dim']}; train one for this run")
-    net = build(G.resolution, G.num_ws, G.w_dim, info["settings"]["channels"], info["settings"]["seed"])
-    weights = [data[f"weight_{i:03d}"] for i in range(len(net.weights))]
-    net.set_weights(weights)
-    return Encoder(net, data["w_mean"], data["w_sd"], info)
-
-
 def make_encoder(export_dir: str | os.PathLike, out_npz: str | os.PathLike, settings: dict) -> Encoder:
     """The project_encoder rule: an encoder for the final generator."""
     G, _, _ = load_export(export_dir)
     E = train(G, EncoderSettings(**settings))
-    save(E, out_npz)
+    save_encoder(E, out_npz)
     return E

@@ -63,13 +63,12 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from . import networks
-from . import project as projection
-from .edit import Directions, load_directions
-from .images import fit_square
-from .imaging import ImageRejected, describe, to_array, to_srgb, upright
+from . import inversion, networks
+from .convnets import load_encoder
+from .imaging import ImageRejected, describe, fit_square, to_array, to_srgb, upright
+from .latents import DEFAULT_PSI, MAX_SEED, Directions, load_directions, load_w, map_latents, seed_noise, seed_z
+from .names import EDIT_METHODS, sample_name
 from .runlog import SetupError, logged
-from .samples import DEFAULT_PSI, MAX_SEED, latents, map_latents, seed_noise
 from .weights import MANIFEST, load_export
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,6 @@ PSI_LIMIT = 2.0
 STRENGTH_LIMIT = 10.0          # in standard deviations of w along a direction
 KEPT_JOBS = 16                 # finished projection jobs remembered for polling
 SETTINGS_KEY = "ganflow-settings"  # the PNG text chunk of a downloaded image
-METHODS = ("sefa", "ganspace", "tags")  # the directions files an edits/ folder may hold
 PAGE = "explore_page.html"
 
 
@@ -179,7 +177,7 @@ class Explorer:
         """Direction name -> its file's Directions; a file made for another generator is
         left out with a warning (an export directory may sit beside foreign results)."""
         out: dict[str, Directions] = {}
-        for method in METHODS:
+        for method in EDIT_METHODS:  # the directions files an edits/ folder may hold
             path = folder / f"{method}.npz"
             if not path.is_file():
                 continue
@@ -237,7 +235,7 @@ class Explorer:
         out = {}
         for psi, seeds in wanted.items():
             seeds = sorted(seeds)
-            ws = map_latents(self.G, latents(seeds, self.G.z_dim), psi)
+            ws = map_latents(self.G, seed_z(seeds, self.G.z_dim), psi)
             out.update(((psi, seed), w) for seed, w in zip(seeds, ws))
         return out
 
@@ -473,8 +471,7 @@ class Projector:
         self.lock = threading.Lock()
         self.encoder = None
         if explorer.encoder_npz is not None:
-            from . import encoder  # only runs with an encoder pay for its import
-            self.encoder = encoder.load(explorer.encoder_npz, explorer.G)
+            self.encoder = load_encoder(explorer.encoder_npz, explorer.G)
 
     def busy(self) -> bool:
         return any(j.state in ("reading", "queued", "running") for j in self.jobs.values())
@@ -511,8 +508,8 @@ class Projector:
         job.state = "running"
         try:
             start = self.encoder.guess(target) if self.encoder is not None else None
-            p = projection.project(ex.G, target, projection.discriminator_features(ex.D),
-                                   projection.Settings(steps=ex.project_steps), start=start)
+            p = inversion.project(ex.G, target, inversion.discriminator_features(ex.D),
+                                   inversion.Settings(steps=ex.project_steps), start=start)
             job.result = {"w": p.ws.tolist(), "distance": float(p.distance[-1])}
             job.state = "done"
         except Exception as exc:  # noqa: BLE001 - reported to the page that polls the job
@@ -707,7 +704,7 @@ def create_app(explorer: Explorer, worker: Worker, projector: Projector, hosts: 
     @app.post("/api/download")
     async def download(s: Settings, request: Request) -> Response:
         [pixels] = await images(request, [checked(s)])
-        name = f"seed{s.seed:06d}.png" if s.w is None else "projection.png"
+        name = sample_name(s.seed) if s.w is None else "projection.png"
         resolved = await asyncio.to_thread(explorer.resolved, s)
         return Response(await png(pixels, resolved), media_type="image/png",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -718,7 +715,7 @@ def create_app(explorer: Explorer, worker: Worker, projector: Projector, hosts: 
         if path is None:
             raise HTTPException(404, f"projection {name!r} is not known; there are "
                                      f"{', '.join(explorer.projections) or 'none'}")
-        ws, _ = projection.load_w(path, explorer.G)
+        ws, _ = load_w(path, explorer.G)
         return {"w": ws.tolist()}
 
     @app.post("/api/project")

@@ -31,7 +31,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from .ids import ID_MAX_LENGTH, safe_id
+from .names import ID_MAX_LENGTH, safe_id
 from .runlog import SetupError, progress
 from .imaging import Encoding, ImageRejected, load_with_encoding, peek_encoding, sha256_file
 from .tables import download, read_tsv, remove_stale, write_if_changed, write_tsv

@@ -1,6 +1,6 @@
 """The StyleGAN papers' qualitative figures for any generator, at any resolution.
 
-Every image in a figure is a seed's image (samples.latents), so any cell can be
+Every image in a figure is a seed's image (latents.seed_z), so any cell can be
 regenerated alone with the samples rule. Layer ranges come from one place,
 networks.style_groups: coarse styles drive the 4-8px layers, middle 16-32px, fine 64px
 and up, as in the paper; a model under 64px, which has no such scales to spare, splits
@@ -8,7 +8,7 @@ its w indices into thirds instead. Synthesis layer i (its noise input) is driven
 index i, so the noise figures split the layers with the same helper. Grid sizes
 depend only on the resolution and the counts given, never on the pixels; every figure is
 then enlarged to readable cells and labelled (annotate.py), rows and columns named. Seed settings
-take whatever samples.parse_seeds takes (a list, "0-3", ...).
+take whatever latents.parse_seeds takes (a list, "0-3", ...).
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from PIL import Image
 from . import networks
 from .annotate import labelled_grid
 from .runlog import SetupError
-from .samples import (DEFAULT_PSI, latents, map_latents, parse_seeds, random_noise, render, save_png, seed_noise,
-                      synthesize_batches, tile)
+from .latents import (DEFAULT_PSI, map_latents, parse_seeds, random_noise, render, seed_noise, seed_z,
+                      synthesize_batches)
+from .media import save_png, tile
+from .names import FIGURE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def uncurated(G: networks.Generator, out_png: str | os.PathLike, *, seed: int = 
                  sorted(set(lods) - set(kept)), MIN_TILE)
     lods = kept
     counts = [rows << lod for lod in lods]
-    images = render(G, map_latents(G, latents(range(seed, seed + sum(counts)), G.z_dim), psi))
+    images = render(G, map_latents(G, seed_z(range(seed, seed + sum(counts)), G.z_dim), psi))
     canvas = np.full((rows * res, sum(res >> lod for lod in lods), 3), WHITE, np.uint8)
     k, x = 0, 0
     for lod, count in zip(lods, counts):
@@ -80,8 +82,8 @@ def style_mixing(G: networks.Generator, out_png: str | os.PathLike, *, src_seeds
     src_seeds, dst_seeds = parse_seeds(src_seeds), parse_seeds(dst_seeds)
     names = [g for g in GROUPS if groups[g][1] > groups[g][0]]
     bands = [groups[g] for g in names]
-    src = map_latents(G, latents(src_seeds, G.z_dim), psi)
-    dst = map_latents(G, latents(dst_seeds, G.z_dim), psi)
+    src = map_latents(G, seed_z(src_seeds, G.z_dim), psi)
+    dst = map_latents(G, seed_z(dst_seeds, G.z_dim), psi)
     mixed = []
     for start, stop in bands:
         for s in src:
@@ -113,7 +115,7 @@ def noise_detail(G: networks.Generator, out_png: str | os.PathLike, *, seeds: Se
     seeds, c, shapes = parse_seeds(seeds), res // 4, G.synthesis.noise_shapes
     lo = (res - c) // 2
     rows, stds = [], []
-    for seed, ws in zip(seeds, map_latents(G, latents(seeds, G.z_dim), psi)):
+    for seed, ws in zip(seeds, map_latents(G, seed_z(seeds, G.z_dim), psi)):
         total = np.zeros((res, res, 3), np.float64)
         square = np.zeros((res, res, 3), np.float64)
         shown: list[np.ndarray] = []
@@ -153,7 +155,7 @@ def noise_components(G: networks.Generator, out_png: str | os.PathLike, *, seeds
     """Per seed one row of four panels with one noise draw applied to all / no / fine /
     coarse layers (the paper's figure 5). Grid: 4 res x len(seeds) res."""
     panels, seeds = noise_layers(G.resolution), parse_seeds(seeds)
-    ws = map_latents(G, latents(seeds, G.z_dim), psi)
+    ws = map_latents(G, seed_z(seeds, G.z_dim), psi)
     noise = random_noise(G, seeds)
 
     def masked(mask: list[bool]) -> Callable[[int], list[np.ndarray]]:
@@ -171,20 +173,15 @@ def truncation(G: networks.Generator, out_png: str | os.PathLike, *, seeds: Sequ
     """Seeds down, psi values across: w_avg + psi (w - w_avg). The psi=0 column is the
     average image for every seed. Grid: len(psis) res x len(seeds) res."""
     seeds = parse_seeds(seeds)
-    z = latents(seeds, G.z_dim)
+    z = seed_z(seeds, G.z_dim)
     columns = [render(G, map_latents(G, z, p)) for p in psis]
     canvas = tile(np.stack(columns, 1).reshape(-1, *columns[0].shape[1:]), len(psis))
     return save_png(labelled_grid(canvas, G.resolution, G.resolution, col_labels=[f"psi {p:g}" for p in psis],
                                   row_labels=[f"seed {s}" for s in seeds]), out_png)
 
 
-FIGURES: dict[str, Callable[..., Path]] = {
-    "uncurated": uncurated,
-    "style_mixing": style_mixing,
-    "noise_detail": noise_detail,
-    "noise_components": noise_components,
-    "truncation": truncation,
-}
+# Each figure is the function of its name (names.FIGURE_NAMES, which the rules expand).
+FIGURES: dict[str, Callable[..., Path]] = {name: globals()[name] for name in FIGURE_NAMES}
 
 
 def make_figures(G: networks.Generator, out_dir: str | os.PathLike, *, psi: float = DEFAULT_PSI,

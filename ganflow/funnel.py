@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .contact import contact_sheet
-from .ids import FILE_PROBLEMS
+from .names import FILE_PROBLEMS
 from .tables import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator, Mapping, Sequence
 
+from .names import ID_MAX_LENGTH, IMAGE_EXTS
 from .runlog import SetupError
 from .tables import atomic_open, remove_stale, write_tsv
 
@@ -54,7 +55,6 @@ LISTING_COLUMNS = ["path", "size", "mtime_ns", "ctime_ns", "sha256"]
 HASH_THREADS = 8
 SERIAL_HASH_SECONDS = 200e-6
 HASH_PROBE = 32
-IMAGE_EXTS = frozenset({"jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"})
 _EXT_RE = re.compile(r"^[a-z0-9]{1,5}$")
 _RATINGS = {"s": "s", "safe": "s", "g": "g", "general": "g", "sensitive": "s",
             "q": "q", "questionable": "q", "e": "e", "explicit": "e"}
@@ -62,9 +62,6 @@ ALL_RATINGS = frozenset(_RATINGS.values())
 # Characters a file name may not hold: they would break a table row or a Snakemake input
 # (control characters: tab, newline, escape...; line separators; undecodable bytes).
 _BAD_NAME_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
-# Ids name files (crops, final images), so they hold only these characters, within a limit.
-ID_MAX_LENGTH = 80
-_SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,%d}" % (ID_MAX_LENGTH - 1))
 _FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
                stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
 
@@ -135,9 +132,6 @@ def escape(text: str) -> str:
 def bad_name(name: str) -> bool:
     """Whether a name holds a character that no table cell or Snakemake input may hold."""
     return any(unicodedata.category(c) in _BAD_NAME_CATEGORIES for c in name)
-
-
-FILE_PROBLEMS = ("missing_file", "broken_link", "not_a_file", "unreadable")  # what file_problem finds
 
 
 def file_problem(path: Path) -> tuple[str, str] | None:
@@ -309,12 +303,6 @@ def path_key(relative: str) -> int:
     """The shard key of a folder source's file: a hash of its relative path, so that shards
     stay balanced and a file keeps its shard whatever else the folder holds."""
     return int(hashlib.sha256(relative.encode("utf-8")).hexdigest()[:15], 16)
-
-
-def safe_id(text: str) -> bool:
-    """Whether an id (or crop id) may become a file name as it is: only [A-Za-z0-9._-], no
-    leading dot or dash, no "..", at most ID_MAX_LENGTH characters (ids name crops and images)."""
-    return bool(_SAFE_ID.fullmatch(text)) and ".." not in text
 
 
 def folder_slug(relative: str) -> str:

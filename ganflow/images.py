@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .ids import safe_id
-from .imaging import ImageRejected, load_srgb
+from .imaging import ImageRejected, centre_square, fit_square, load_srgb
+from .names import safe_id
 from .runlog import SetupError, progress
 from .tables import read_tsv, remove_stale, write_if_changed, write_tsv
 
@@ -187,22 +187,6 @@ def psnr(a: Image.Image, b: Image.Image) -> float:
     """Peak signal-to-noise ratio of two equal-size 8-bit images, in dB."""
     mse = np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
-
-
-def centre_square(img: Image.Image) -> Image.Image:
-    """The centred square of side min(width, height): faces sit in the middle of crops."""
-    side = min(img.size)
-    left, top = (img.width - side) // 2, (img.height - side) // 2
-    return img if img.size == (side, side) else img.crop((left, top, left + side, top + side))
-
-
-def fit_square(img: Image.Image, size: int) -> Image.Image:
-    """Centre-crop to a square and Lanczos-resize it to size x size (reducing by whole
-    factors first on big sources, which is faster and visually identical)."""
-    square = centre_square(img)
-    if square.size == (size, size):
-        return square
-    return square.resize((size, size), Image.LANCZOS, reducing_gap=3.0)
 
 
 def render(img: Image.Image, size: int, upscaler: Upscaler) -> tuple[Image.Image, str]:

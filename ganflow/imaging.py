@@ -201,3 +201,19 @@ def _to_8bit(img: Image.Image) -> Image.Image:
 def to_array(img: Image.Image) -> np.ndarray:
     """HWC uint8 array of an RGB image."""
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def centre_square(img: Image.Image) -> Image.Image:
+    """The centred square of side min(width, height): faces sit in the middle of crops."""
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    return img if img.size == (side, side) else img.crop((left, top, left + side, top + side))
+
+
+def fit_square(img: Image.Image, size: int) -> Image.Image:
+    """Centre-crop to a square and Lanczos-resize it to size x size (reducing by whole
+    factors first on big sources, which is faster and visually identical)."""
+    square = centre_square(img)
+    if square.size == (size, size):
+        return square
+    return square.resize((size, size), Image.LANCZOS, reducing_gap=3.0)

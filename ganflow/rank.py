@@ -27,11 +27,10 @@ import numpy as np
 import tensorflow as tf
 
 from . import networks
-from .dataset import iterate_images, read_meta
-from .images import fit_square
-from .ids import IMAGE_EXTS
-from .imaging import ImageRejected, load_srgb, to_array
-from .keep import ranking_sheets
+from .contact import ranking_sheets
+from .imaging import ImageRejected, fit_square, load_srgb, to_array
+from .names import IMAGE_EXTS
+from .records import iterate_images, read_meta
 from .runlog import SetupError, logged, progress
 from .tables import read_tsv, write_tsv
 from .weights import load_export

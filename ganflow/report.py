@@ -23,7 +23,8 @@ from typing import Iterable, Sequence
 from PIL import Image, ImageDraw, ImageFont
 
 from .contact import TILES_KEY
-from .tables import atomic_open, atomic_path, read_tsv
+from .media import save_png
+from .tables import atomic_open, read_tsv
 
 log = logging.getLogger(__name__)
 
@@ -198,11 +199,6 @@ def stack(panels: Sequence[Image.Image]) -> Image.Image:
     return out
 
 
-def _save_png(image: Image.Image, out_png: str | os.PathLike) -> None:
-    with atomic_path(out_png) as tmp:
-        image.save(tmp, format="PNG")
-
-
 def _number(text: str | None) -> float:
     try:
         return float(text) if text not in (None, "") else math.nan
@@ -232,8 +228,8 @@ def training_curves(log_csv: str | os.PathLike, out_losses: str | os.PathLike, o
         return line_chart([Series(label, cols["kimg"], cols[c]) for c, label in series],
                           title=prefix + name, xlabel="training progress (kimg)", ylabel=ylabel, xspan=xspan)
 
-    _save_png(stack([panel(p) for p in LOSS_PANELS]), out_losses)
-    _save_png(panel(SWD_PANEL), out_swd)
+    save_png(stack([panel(p) for p in LOSS_PANELS]), out_losses)
+    save_png(panel(SWD_PANEL), out_swd)
     return len(cols["kimg"])
 
 
@@ -251,7 +247,7 @@ def score_histogram(rank_tsv: str | os.PathLike, out_png: str | os.PathLike, *,
               ("dropped", [s for image, s in scored if image not in kept], DROPPED)]
     head = f"{title}: " if title else ""
     head += f"{len(scored)} images scored" + (f", {unscored} could not be scored" if unscored else "")
-    _save_png(histogram(groups, title=head, xlabel="discriminator score (logit; low = least like the data)"),
+    save_png(histogram(groups, title=head, xlabel="discriminator score (logit; low = least like the data)"),
               out_png)
     counts = {"kept": len(groups[0][1]), "dropped": len(groups[1][1]), "unscored": unscored}
     log.info("score histogram: %s", counts)

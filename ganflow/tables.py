@@ -1,4 +1,4 @@
-"""Manifests (tab-separated tables) and crash-safe writes shared by every stage.
+"""Manifests (tab-separated tables), npz files and crash-safe writes shared by every stage.
 
 Stages talk to each other through small TSV manifests instead of globbing
 directories, so a stage's output can be listed and hashed without touching images.
@@ -11,8 +11,11 @@ import csv
 import os
 import tempfile
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
 
 from .runlog import SetupError
 
@@ -114,3 +117,25 @@ def _cell(value) -> str:
     if "\t" in text or "\n" in text:
         raise ValueError(f"a manifest cell may not hold tabs or newlines: {text!r}")
     return text
+
+
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """np.savez with fixed member times and order: numpy stamps the current time into the
+    zip, so identical arrays would give different bytes (and rerun everything after)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w") as fh:
+                np.lib.format.write_array(fh, np.asarray(arrays[name]), allow_pickle=False)
+    return path
+
+
+def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
+    """All arrays of an npz written by save_npz; a missing or foreign file is a broken setup."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise SetupError(f"cannot read {path} ({exc}); it is not a ganflow {what} file, rebuild it") from exc

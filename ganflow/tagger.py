@@ -10,21 +10,18 @@ when other images come or go), is held out and gives each tag's precision and re
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from .images import fit_square
-from .imaging import ImageRejected, load_srgb, to_array
-from .project import load_npz, save_npz
+from .convnets import Tagger, save_tagger, tagger_net
+from .imaging import ImageRejected, fit_square, load_srgb, to_array
 from .runlog import SetupError, progress
 from .tables import read_tsv, write_tsv
 
@@ -86,54 +83,12 @@ def heldout_mask(names: Sequence[str], share: float) -> np.ndarray:
     return np.array([int(hashlib.sha256(n.encode()).hexdigest()[:8], 16) / 16 ** 8 < share for n in names])
 
 
-def _lrelu(x):
-    # max(x, 0.2x) rather than a LeakyReLU layer: grappler's fusion of LeakyRelu fails
-    # (an error in the log) on these graphs, as in networks.py.
-    return keras.layers.Lambda(lambda t: keras.ops.maximum(t, 0.2 * t))(x)
-
-
-def build(resolution: int, n_tags: int, channels: int, seed: int = 0) -> keras.Model:
-    """Conv pairs that halve the resolution down to 4x4, global average pooling, one dense
-    layer of logits. Small on purpose: a few hundred images train it."""
-    init = iter(range(seed * 1000, seed * 1000 + 1000))
-
-    def conv(x, ch, stride=1):
-        return _lrelu(keras.layers.Conv2D(
-            ch, 3, stride, "same", kernel_initializer=keras.initializers.HeNormal(next(init)))(x))
-
-    image = keras.Input((resolution, resolution, 3))
-    x, ch = conv(image, channels), channels
-    while x.shape[1] > 4:
-        x = conv(conv(x, ch), min(ch * 2, channels * 4), stride=2)
-        ch = min(ch * 2, channels * 4)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    logits = keras.layers.Dense(n_tags, kernel_initializer=keras.initializers.GlorotUniform(next(init)))(x)
-    return keras.Model(image, logits)
-
-
-class Tagger:
-    """The network, its tags in output order, and what training measured."""
-
-    def __init__(self, net: keras.Model, tags: Sequence[str], info: dict) -> None:
-        self.net, self.tags, self.info = net, list(tags), info
-
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        """Probabilities [N, tags] for float images in [-1, 1]."""
-        return tf.sigmoid(self.net(images))
-
-    def scores(self, pixels: np.ndarray, batch: int = 64) -> np.ndarray:
-        """Probabilities [N, tags] for uint8 images."""
-        out = [np.asarray(self(tf.constant(pixels[i:i + batch].astype(np.float32) / 127.5 - 1.0)))
-               for i in range(0, len(pixels), batch)]
-        return np.concatenate(out) if out else np.zeros((0, len(self.tags)), np.float32)
-
-
 def train(pixels: np.ndarray, labels: np.ndarray, tags: Sequence[str],
           settings: TaggerSettings = TaggerSettings()) -> Tagger:
     """Train on uint8 images [N, res, res, 3] with 0/1 labels [N, tags] (mirrored at random:
     tags of faces do not depend on left and right)."""
     s = settings
-    net = build(pixels.shape[1], len(tags), s.channels, s.seed)
+    net = tagger_net(pixels.shape[1], len(tags), s.channels, s.seed)
     opt = keras.optimizers.Adam(s.lr)
     rng = np.random.default_rng(s.seed)
     # Rare tags would be learned as "never": weigh positives by how rare they are.
@@ -171,24 +126,6 @@ def precision_recall(scores: np.ndarray, labels: np.ndarray) -> list[tuple[float
     return out
 
 
-def save(T: Tagger, path: str | os.PathLike) -> Path:
-    """One npz (save_npz: the same weights give the same bytes): the weights in layer order,
-    the tags, and the settings and metrics as JSON."""
-    arrays = {f"weight_{i:03d}": np.asarray(w) for i, w in enumerate(T.net.weights)}
-    return save_npz(path, {**arrays, "tags": np.array(T.tags), "info": np.array(json.dumps(T.info, sort_keys=True))})
-
-
-def load(path: str | os.PathLike) -> Tagger:
-    """The tagger saved at `path`, rebuilt from its settings."""
-    data = load_npz(path, "tagger")
-    if "info" not in data or "tags" not in data:
-        raise SetupError(f"{path} is not a ganflow tagger; rebuild it with the edit_tagger rule")
-    info, tags = json.loads(str(data["info"])), [str(t) for t in data["tags"]]
-    net = build(info["resolution"], len(tags), info["settings"]["channels"], info["settings"]["seed"])
-    net.set_weights([data[f"weight_{i:03d}"] for i in range(len(net.weights))])
-    return Tagger(net, tags, info)
-
-
 def _load_pixels(rows: Sequence[tuple[str, str, frozenset[str]]], resolution: int
                  ) -> tuple[list[tuple[str, str, frozenset[str]]], np.ndarray]:
     kept, pixels = [], []
@@ -217,7 +154,7 @@ def make_tagger(images_tsvs: Sequence[str | os.PathLike], ids_tsvs: Sequence[str
     T = train(pixels[~held], labels[~held], chosen, settings)
     metrics = precision_recall(T.scores(pixels[held]), labels[held])
     T.info["metrics"] = {t: {"precision": p, "recall": r} for t, (p, r) in zip(chosen, metrics)}
-    save(T, out_npz)
+    save_tagger(T, out_npz)
     write_tsv(out_tsv, [{"tag": t, "images": int(labels[:, k].sum()), "train": int(labels[~held, k].sum()),
                          "heldout": int(held.sum()), "heldout_positive": int(labels[held, k].sum()),
                          "precision": "" if p is None else round(p, 4), "recall": "" if r is None else round(r, 4)}

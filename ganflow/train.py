@@ -28,14 +28,15 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow.core.framework import summary_pb2
 
-from ganflow import dataset as dataset_lib
-from ganflow import devices, networks, samples, weights
-from ganflow import swd as swd_lib
-from ganflow.imaging import sha256_file
-from ganflow.runlog import SetupError, progress
-from ganflow.tables import atomic_open, atomic_path, write_tsv
-from ganflow.train_config import ARCH_KEYS, WEIGHTLESS_KEYS, TrainConfig
-from ganflow.trainer import Trainer, cluster_resolver, is_chief, make_strategy, step_batches
+from . import devices, networks, weights
+from . import swd as swd_lib
+from .imaging import sha256_file
+from .media import save_png, tile
+from .records import dataset_fingerprint, training_dataset
+from .runlog import SetupError, logged, progress
+from .tables import atomic_open, atomic_path, write_tsv
+from .train_config import ARCH_KEYS, WEIGHTLESS_KEYS, TrainConfig
+from .trainer import Trainer, cluster_resolver, is_chief, make_strategy, step_batches
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,6 @@ SNAPSHOT_RE = re.compile(r"^snapshot-(\d{12})$")
 CHECKSUMS = "SHA256SUMS"  # in sha256sum's format: `sha256sum -c SHA256SUMS` checks a snapshot by hand
 LOG_COLUMNS = ["kimg", "tick", "step", "seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec", "data_wait_pct",
                "loss_g", "loss_d", "r1", "pl", "d_real", "d_fake", "augment_p", "swd", "frame"]
-
-
-def dataset_fingerprint(dataset_dir: str | os.PathLike) -> str:
-    """sha256 of dataset.json: it lists every shard's hash, so equal means equal data."""
-    path = Path(dataset_dir) / "dataset.json"
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as e:
-        raise SetupError(f"cannot read {path} ({e.strerror}); build the dataset first") from e
 
 
 def _digest(obj: Any) -> str:
@@ -256,11 +248,10 @@ def _append_log(path: Path, row: dict) -> None:
 def _save_grid(images: np.ndarray, cols: int, rows: int, cell_px: int, path: Path) -> None:
     u8 = networks.to_uint8(images)
     _, h, w, _ = u8.shape
-    img = Image.fromarray(samples.tile(u8, cols))
+    img = Image.fromarray(tile(u8, cols))
     if h > cell_px:
         img = img.resize((cols * cell_px, rows * round(cell_px * h / w)), Image.LANCZOS)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+    save_png(img, path)
 
 
 def _tb_metadata(plugin: str, data_class: int) -> summary_pb2.SummaryMetadata:
@@ -341,7 +332,7 @@ def dataset_stream(dataset_dir: str | os.PathLike, cfg: TrainConfig) -> Callable
     """A packed dataset as train() reads it: start -> batches from image `start` on. The reader
     does not mirror: training mirrors inside its step, reproducibly on resume."""
     def stream(start: int) -> tf.data.Dataset:
-        return dataset_lib.training_dataset(Path(dataset_dir), cfg.resolution, cfg.at_resolution("batch_size"),
+        return training_dataset(Path(dataset_dir), cfg.resolution, cfg.at_resolution("batch_size"),
                                             mirror=False, seed=cfg.seed, start=start)
     return stream
 
@@ -548,8 +539,6 @@ def launch(settings: dict[str, Any], dataset_dir: str | os.PathLike, run_dir: st
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m ganflow.train JOB.json`: one worker of a multi-task training (launch())."""
-    from ganflow.runlog import logged
-
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 1:
         sys.exit("usage: python -m ganflow.train WORKER-JOB.json (written by the train rule for srun)")

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ganflow import networks
-from ganflow.runlog import SetupError
+from . import networks
+from .runlog import SetupError
 
 ARCH_KEYS = ("resolution", "z_dim", "w_dim", "mapping_layers", "mapping_lr_mul", "channel_base",
              "channel_max", "conv_clamp", "mbstd_group")

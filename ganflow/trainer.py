@@ -49,10 +49,10 @@ import tensorflow as tf
 import keras
 from keras import ops
 
-from ganflow import augment as augment_lib
-from ganflow import losses, networks, weights
-from ganflow.runlog import SetupError
-from ganflow.train_config import TrainConfig
+from . import augment as augment_lib
+from . import losses, networks, weights
+from .runlog import SetupError
+from .train_config import TrainConfig
 
 W_AVG_BETA = 0.995
 # Dynamic loss scaling for float16, in log2 units: up by 2^0.0005 after each finite step,

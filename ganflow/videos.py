@@ -15,58 +15,26 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
-from moviepy import VideoClip
 from PIL import Image, ImageOps
 
-from ganflow import networks, samples
-from ganflow.annotate import caption
-from ganflow.imaging import ImageRejected, load_srgb, to_array
-from ganflow.runlog import SetupError, progress
-from ganflow.tables import atomic_path, read_tsv
+from . import networks
+from .annotate import caption
+from .imaging import ImageRejected, load_srgb, to_array
+from .latents import DEFAULT_PSI
+from .media import encode_batches, encode_video, even, tile_frames
+from .runlog import SetupError
+from .tables import read_tsv
 
 log = logging.getLogger(__name__)
 
-PIX_FMT = "yuv420p"  # the only H.264 chroma layout every browser decodes
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-X264_TUNES = (None, "film", "animation", "grain", "stillimage", "fastdecode", "zerolatency")
 # Fourier terms whose Gaussian gain is below this are left out of a latent walk.
 _WALK_GAIN_FLOOR = 1e-4
 # Faces that follow the source's styles when style_mixing_video is not told how many.
 DEFAULT_DESTINATIONS = {"coarse": 4, "middle": 4, "fine": 1}
-
-
-def _even(x: float) -> int:
-    """yuv420p stores chroma per 2x2 block, so x264 refuses odd frame sides."""
-    return max(2, 2 * int(round(x / 2)))
-
-
-def _encode(frame_at: Callable[[int], np.ndarray], count: int, fps: float, out_mp4: str | os.PathLike, *,
-            crf: float, preset: str, tune: str | None) -> None:
-    """Stream frames 0..count-1 through moviepy into x264, written under a temp name."""
-    if not 0 <= crf <= 51 or preset not in X264_PRESETS or tune not in X264_TUNES:
-        raise SetupError(f"x264 takes crf 0-51, preset one of {', '.join(X264_PRESETS)} and tune one of "
-                         f"{', '.join(map(str, X264_TUNES))}; got crf {crf}, preset {preset!r}, tune {tune!r}")
-    bar = progress(total=count, unit="frame", desc=Path(out_mp4).name, dynamic_ncols=True)
-
-    def frame_function(t: float) -> np.ndarray:
-        # moviepy asks for time i / fps; rounding undoes its float error.
-        i = min(count - 1, int(round(t * fps)))
-        frame = frame_at(i)
-        bar.update(max(0, i + 1 - bar.n))
-        return frame
-
-    # moviepy writes int(duration * fps) frames; the half frame keeps float error from losing one.
-    clip = VideoClip(frame_function, duration=(count + 0.5) / fps)
-    params = ["-crf", str(crf), "-pix_fmt", PIX_FMT] + (["-tune", tune] if tune else [])
-    with bar, atomic_path(out_mp4) as tmp:
-        clip.write_videofile(str(tmp), fps=fps, codec="libx264", preset=preset, audio=False,
-                             ffmpeg_params=params, logger=None)
-        if tmp.stat().st_size == 0:  # moviepy does not check ffmpeg's exit status
-            raise RuntimeError(f"ffmpeg wrote nothing for {out_mp4}; see its messages above")
 
 
 # ----- training progress ------------------------------------------------------------------
@@ -132,7 +100,7 @@ def progress_video(frames_tsvs: Sequence[str | os.PathLike], out_mp4: str | os.P
     if first is None:
         raise SetupError(f"no readable fakes grid is listed in {', '.join(map(str, frames_tsvs))}; "
                          "train at least one tick (or fix the files reported above)")
-    size = (_even(first.width * scale), _even(first.height * scale))
+    size = (even(first.width * scale), even(first.height * scale))
     shown = [to_array(ImageOps.pad(first, size, Image.LANCZOS))]
 
     @lru_cache(maxsize=1)
@@ -145,7 +113,7 @@ def progress_video(frames_tsvs: Sequence[str | os.PathLike], out_mp4: str | os.P
         return caption(shown[0], grids[i][2])
 
     count = math.ceil(len(grids) * fps_out / fps_in - 1e-9)
-    _encode(lambda j: grid(min(len(grids) - 1, int(j * fps_in / fps_out + 1e-9))), count, fps_out, out_mp4,
+    encode_video(lambda j: grid(min(len(grids) - 1, int(j * fps_in / fps_out + 1e-9))), count, fps_out, out_mp4,
             crf=crf, preset=preset, tune=tune)
     return {"frames": count, "grids": len(grids), "size": list(size), "skipped": skipped}
 
@@ -195,25 +163,9 @@ def _frame_count(duration: float, fps: float) -> int:
     return count
 
 
-def _tile(images: np.ndarray, cells: int, cols: int) -> np.ndarray:
-    """[frames * cells, h, w, 3] -> one row-major grid per frame."""
-    return np.stack([samples.tile(frame, cols) for frame in images.reshape(-1, cells, *images.shape[1:])])
-
-
-def _encode_batches(render: Callable[[np.ndarray], np.ndarray], per_call: int, count: int, fps: float,
-                    out_mp4: str | os.PathLike, **encoding: Any) -> None:
-    """Render `per_call` frames at a time (the last call padded to the same shape, so a
-    traced generator is never retraced) and encode them as they come."""
-    @lru_cache(maxsize=1)
-    def batch(b: int) -> np.ndarray:
-        return render(np.minimum(np.arange(b * per_call, (b + 1) * per_call), count - 1))
-
-    _encode(lambda i: batch(i // per_call)[i % per_call], count, fps, out_mp4, **encoding)
-
-
 def interpolation_video(G: networks.Generator, out_mp4: str | os.PathLike, *, grid: Sequence[int] = (4, 3),
                         duration: float = 60.0, fps: float = 30.0, smoothing_sec: float = 1.0, seed: int = 0,
-                        psi: float = samples.DEFAULT_PSI, batch: int = 32, noise_mode: str = "const", crf: float = 23,
+                        psi: float = DEFAULT_PSI, batch: int = 32, noise_mode: str = "const", crf: float = 23,
                         preset: str = "medium", tune: str | None = "animation") -> dict[str, Any]:
     """A cols x rows grid of independent looping walks through z; `batch` images per
     generator call. Noise is held fixed ('const') so that only the latents move."""
@@ -229,15 +181,15 @@ def interpolation_video(G: networks.Generator, out_mp4: str | os.PathLike, *, gr
 
     def render(t: np.ndarray) -> np.ndarray:
         z = walk(t).reshape(-1, G.z_dim)
-        return _tile(networks.to_uint8(synthesise(tf.constant(z))), rows * cols, cols)
+        return tile_frames(networks.to_uint8(synthesise(tf.constant(z))), rows * cols, cols)
 
-    _encode_batches(render, max(1, batch // (rows * cols)), count, fps, out_mp4, crf=crf, preset=preset, tune=tune)
+    encode_batches(render, max(1, batch // (rows * cols)), count, fps, out_mp4, crf=crf, preset=preset, tune=tune)
     return {"frames": count, "size": [cols * G.resolution, rows * G.resolution]}
 
 
 def style_mixing_video(G: networks.Generator, out_mp4: str | os.PathLike, *, kind: str = "coarse",
                        destinations: int | None = None, duration: float = 60.0, fps: float = 30.0,
-                       smoothing_sec: float = 1.0, seed: int = 0, psi: float = samples.DEFAULT_PSI, batch: int = 32,
+                       smoothing_sec: float = 1.0, seed: int = 0, psi: float = DEFAULT_PSI, batch: int = 32,
                        noise_mode: str = "const", crf: float = 23, preset: str = "medium",
                        tune: str | None = "animation") -> dict[str, Any]:
     """A source face walking through z (left) and fixed destination faces that take its
@@ -265,7 +217,7 @@ def style_mixing_video(G: networks.Generator, out_mp4: str | os.PathLike, *, kin
         return G.synthesis(ws, noise_mode=noise_mode)
 
     def render(t: np.ndarray) -> np.ndarray:
-        return _tile(networks.to_uint8(synthesise(tf.constant(walk(t)[:, 0]))), dest + 1, dest + 1)
+        return tile_frames(networks.to_uint8(synthesise(tf.constant(walk(t)[:, 0]))), dest + 1, dest + 1)
 
-    _encode_batches(render, max(1, batch // (dest + 1)), count, fps, out_mp4, crf=crf, preset=preset, tune=tune)
+    encode_batches(render, max(1, batch // (dest + 1)), count, fps, out_mp4, crf=crf, preset=preset, tune=tune)
     return {"frames": count, "size": [(dest + 1) * G.resolution, G.resolution], "layers": [start, stop]}

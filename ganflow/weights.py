@@ -16,10 +16,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ganflow import networks
-from ganflow.imaging import sha256_file
-from ganflow.runlog import SetupError
-from ganflow.tables import atomic_open
+from . import networks
+from .imaging import sha256_file
+from .runlog import SetupError
+from .tables import atomic_open
 
 MANIFEST = "export.json"
 

@@ -14,6 +14,7 @@ import re as _re
 from pathlib import Path as _Path
 
 from ganflow import ids as _ids
+from ganflow.names import CONTACT_STAGES, EDIT_METHODS, FIGURE_NAMES, IMAGE_EXTS, VIDEOS, WALK_VIDEOS
 from ganflow.digest import canonical, files_digest, script_digest
 
 R = f"results/{config['dataset']}"
@@ -81,23 +82,6 @@ class made:
 DOWNLOADED_CASCADE = "resources/lbpcascade_animeface.xml"
 CASCADE = config["faces"]["cascade"] or DOWNLOADED_CASCADE
 
-CONTACT_STAGES = [
-    "no-face",
-    "faces",
-    "over-max-faces",
-    "rejected",
-    "duplicates",
-    "images",
-]
-FIGURE_NAMES = [
-    "uncurated",
-    "style_mixing",
-    "noise_detail",
-    "noise_components",
-    "truncation",
-]
-WALK_VIDEOS = ["interpolation-grid", "style-mixing-coarse", "style-mixing-fine"]
-VIDEOS = ["training-progress"] + WALK_VIDEOS
 FINAL = f"{R}/round-{config['rounds']}/train"
 # `generator:` replaces training: a ganflow export directory as it is, anything else (a
 # released .pkl) imported into results/<dataset>/imported/ first. `train.init_from` may
@@ -155,7 +139,6 @@ PROJECT_SETTINGS = [
     "w_samples",
     "seed",
 ]
-EDIT_METHODS = ["sefa", "ganspace", "tags"]
 EDIT_TAGS = config["edit"]["tags"] + [
     f"{t}-cond" for t in config["edit"]["conditional"]
 ]
@@ -177,7 +160,7 @@ def project_files():
         if (
             path.name.startswith(".")
             or not path.is_file()
-            or ext not in _ids.IMAGE_EXTS
+            or ext not in IMAGE_EXTS
         ):
             continue
         if path.stem in files:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganflow import dataset
+from ganflow import dataset, records
 from ganflow.imaging import load_srgb
 from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv, write_tsv
@@ -89,7 +89,7 @@ def test_round_trip_equals_load_srgb_of_the_sources(tmp_path, tiles):
     assert meta["format"] == "jpg+png"
     by_id = {r["image"]: r for r in rows}
     seen = []
-    for ids, images in dataset.iterate_images(tmp_path / "ds", batch_size=5):
+    for ids, images in records.iterate_images(tmp_path / "ds", batch_size=5):
         assert images.dtype == np.uint8 and images.shape[1:] == (RES, RES, 3)
         for image_id, image in zip(ids, images):
             np.testing.assert_array_equal(image, np.asarray(load_srgb(by_id[image_id]["path"])))
@@ -97,7 +97,7 @@ def test_round_trip_equals_load_srgb_of_the_sources(tmp_path, tiles):
     assert seen == meta["ids"] and sorted(seen) == sorted(by_id)
 
     # the training reader interleaves shards, so compare as a multiset of exact images
-    batches = list(dataset.training_dataset(tmp_path / "ds", RES, 4, shuffle_buffer=0, repeat=False))
+    batches = list(records.training_dataset(tmp_path / "ds", RES, 4, shuffle_buffer=0, repeat=False))
     got = np.concatenate([b.numpy() for b in batches])
     assert got.dtype == np.float32 and got.shape == (12, RES, RES, 3)
     assert got.min() >= -1 and got.max() <= 1
@@ -134,7 +134,7 @@ def test_bad_files_are_skipped_named_with_reasons(tmp_path, tiles, caplog):
     for bad in (truncated, garbage, missing, changed, small, gray, empty):
         assert skipped[bad["image"]]["path"] == bad["path"]
         assert bad["path"] in caplog.text  # the log names the file, not just a count
-    assert dataset.verify(tmp_path / "ds")["ok"]
+    assert records.verify(tmp_path / "ds")["ok"]
 
 
 def test_verbose_names_every_packed_file(tmp_path, tiles, caplog):
@@ -184,13 +184,13 @@ def test_packing_twice_in_two_processes_gives_the_same_bytes(tmp_path, tiles):
 def test_verify_detects_a_tampered_shard(tmp_path, tiles):
     manifests, _ = _sources(tmp_path, tiles[:10])
     dataset.pack(manifests, tmp_path / "ds", shards=2, seed=0)
-    report = dataset.verify(tmp_path / "ds")
+    report = records.verify(tmp_path / "ds")
     assert report == {"ok": True, "count": 10, "shards": 2, "problems": []}
     shard = tmp_path / "ds" / "data-001-of-002.tfrecord"
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, one byte changed
     shard.write_bytes(bytes(data))
-    report = dataset.verify(tmp_path / "ds")
+    report = records.verify(tmp_path / "ds")
     assert not report["ok"]
     assert any(str(shard) in p and "sha256" in p for p in report["problems"])
 
@@ -217,7 +217,7 @@ def test_interrupted_packing_is_never_trusted(tmp_path, tiles, monkeypatch):
     assert not (out / "dataset.json").exists()  # the old one went first, the new one never came
     assert (out / "data-000-of-002.tfrecord").exists()
     with pytest.raises(SetupError, match="no dataset.json"):
-        dataset.training_dataset(out, RES, 2)
+        records.training_dataset(out, RES, 2)
 
     # a SIGKILL leaves a temporary shard behind (nothing can clean it up then)
     leftover = out / ".data-001-of-002.tfrecord.x1y2.tmp.tfrecord"
@@ -225,13 +225,13 @@ def test_interrupted_packing_is_never_trusted(tmp_path, tiles, monkeypatch):
     meta = dataset.pack(manifests, out, shards=2, seed=0)
     assert not leftover.exists()
     leftover.write_bytes(b"half a shard")  # even if one reappears, only listed shards are read
-    assert sum(len(ids) for ids, _ in dataset.iterate_images(out, 4)) == meta["count"] == 10
-    assert dataset.verify(out)["ok"]
+    assert sum(len(ids) for ids, _ in records.iterate_images(out, 4)) == meta["count"] == 10
+    assert records.verify(out)["ok"]
 
     # shards replaced behind dataset.json's back are refused
     (out / "data-000-of-002.tfrecord").write_bytes(b"x")
     with pytest.raises(SetupError, match="not the size"):
-        dataset.iterate_images(out, 4).__next__()
+        records.iterate_images(out, 4).__next__()
 
 
 def test_training_stream_is_a_pure_function_of_seed_and_position(tmp_path, tiles):
@@ -241,7 +241,7 @@ def test_training_stream_is_a_pure_function_of_seed_and_position(tmp_path, tiles
     manifests, _ = _sources(tmp_path, tiles[:10])
     ds = tmp_path / "ds"
     meta = dataset.pack(manifests, ds, shards=3, seed=0)
-    known = {image.tobytes(): i for ids, images in dataset.iterate_images(ds, 10) for i, image in zip(ids, images)}
+    known = {image.tobytes(): i for ids, images in records.iterate_images(ds, 10) for i, image in zip(ids, images)}
 
     def order(stream, n: int) -> list[str]:
         out = []
@@ -250,15 +250,15 @@ def test_training_stream_is_a_pure_function_of_seed_and_position(tmp_path, tiles
             if len(out) >= n:
                 return out[:n]
 
-    full = order(dataset.training_dataset(ds, RES, 3, shuffle_buffer=4, seed=5), 40)
+    full = order(records.training_dataset(ds, RES, 3, shuffle_buffer=4, seed=5), 40)
     passes = [full[i:i + 10] for i in range(0, 40, 10)]
     assert all(sorted(p) == sorted(meta["ids"]) for p in passes)
     assert len({tuple(p) for p in passes}) == 4
     for n in (7, 23):
-        assert order(dataset.training_dataset(ds, RES, 3, shuffle_buffer=4, seed=5, start=n), 40 - n) == full[n:]
-    default = order(dataset.training_dataset(ds, RES, 3, seed=5), 20)
+        assert order(records.training_dataset(ds, RES, 3, shuffle_buffer=4, seed=5, start=n), 40 - n) == full[n:]
+    default = order(records.training_dataset(ds, RES, 3, seed=5), 20)
     assert default[:10] != meta["ids"] and default[:10] != default[10:]
-    assert order(dataset.training_dataset(ds, RES, 3, seed=6), 10) != default[:10]
+    assert order(records.training_dataset(ds, RES, 3, seed=6), 10) != default[:10]
 
 
 def test_training_reader_mirror_and_downscale(tmp_path, tiles):
@@ -267,9 +267,9 @@ def test_training_reader_mirror_and_downscale(tmp_path, tiles):
     manifests = _manifests(tmp_path, rows)
     dataset.pack(manifests, tmp_path / "ds", shards=2, seed=0)
 
-    plain = np.concatenate([b.numpy() for b in dataset.training_dataset(
+    plain = np.concatenate([b.numpy() for b in records.training_dataset(
         tmp_path / "ds", 128, 4, shuffle_buffer=0, repeat=False)])
-    mirrored = np.concatenate([b.numpy() for b in dataset.training_dataset(
+    mirrored = np.concatenate([b.numpy() for b in records.training_dataset(
         tmp_path / "ds", 128, 4, mirror=True, shuffle_buffer=0, repeat=False, seed=3)])
     same = [np.array_equal(m, p) for m, p in zip(mirrored, plain)]
     flipped = [np.array_equal(m, p[:, ::-1]) for m, p in zip(mirrored, plain)]
@@ -278,13 +278,13 @@ def test_training_reader_mirror_and_downscale(tmp_path, tiles):
 
     # 128 -> 32 reads with libjpeg's 1/4 DCT scaling; it must still be the same picture
     by_id = {r["image"]: r for r in rows}
-    ids, small = next(dataset.iterate_images(tmp_path / "ds", 16, resolution=32))
+    ids, small = next(records.iterate_images(tmp_path / "ds", 16, resolution=32))
     want = np.stack([np.asarray(load_srgb(by_id[i]["path"]).resize((32, 32), Image.BOX)) for i in ids])
     assert small.shape == (16, 32, 32, 3)
     assert np.abs(small.astype(float) - want).mean() < 3.0
     # 128 -> 48 is not a power-of-two ratio: DCT 1/2 to 64, then an area resize
-    batch = next(iter(dataset.training_dataset(tmp_path / "ds", 48, 8, seed=1)))
+    batch = next(iter(records.training_dataset(tmp_path / "ds", 48, 8, seed=1)))
     assert batch.shape == (8, 48, 48, 3) and batch.dtype.name == "float32"
     assert -1.0 <= float(batch.numpy().min()) and float(batch.numpy().max()) <= 1.0
     with pytest.raises(SetupError, match="upsampling"):
-        dataset.training_dataset(tmp_path / "ds", 256, 4)
+        records.training_dataset(tmp_path / "ds", 256, 4)

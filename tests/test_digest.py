@@ -37,10 +37,11 @@ def test_every_rule_has_an_adapter_and_digests_it():
 
 def test_import_graph_is_transitive_and_complete():
     # the modules the hand-kept lists missed: funnel draws contact sheets from decoded images,
-    # rank reads images through images/imaging, train writes fakes grids via samples
+    # rank reads images through imaging and the dataset through records, train writes fakes
+    # grids via media and reads its data through records
     assert {"contact", "imaging"} <= set(imported_modules(SCRIPTS / "funnel.py", LIBRARY))
-    assert {"images", "imaging", "networks", "weights"} <= set(imported_modules(SCRIPTS / "rank.py", LIBRARY))
-    assert {"samples", "networks", "augment", "swd", "dataset"} <= set(imported_modules(SCRIPTS / "train.py", LIBRARY))
+    assert {"records", "imaging", "networks", "weights"} <= set(imported_modules(SCRIPTS / "rank.py", LIBRARY))
+    assert {"media", "networks", "augment", "swd", "records"} <= set(imported_modules(SCRIPTS / "train.py", LIBRARY))
     # and nothing that is not imported: what only loads trained weights does not run training
     # code, and the report pages need no network at all
     for adapter in ("rank", "samples", "figures", "videos_walk"):

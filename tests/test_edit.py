@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganflow import annotate, drawing, edit, networks, project, samples, tagger, weights
+from ganflow import annotate, convnets, drawing, edit, inversion, latents, networks, tables, tagger, weights
 from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv, write_tsv
 from test_samples import tiny_generator
@@ -34,10 +34,10 @@ def _redness(images: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def red_tagger(G) -> tuple[tagger.Tagger, float]:
+def red_tagger(G) -> tuple[convnets.Tagger, float]:
     """A tagger trained on the generator's own images, tagged 'red' where red outweighs green
     and blue more than in the median image: a planted attribute with a known meaning."""
-    images = samples.render(G, edit.seed_ws(G, range(1000, 1400), 1.0))
+    images = latents.render(G, latents.seed_ws(G, range(1000, 1400), 1.0))
     red = _redness(images)
     labels = (red > np.median(red)).astype(np.float32)[:, None]
     return tagger.train(images, labels, ["red"], tagger.TaggerSettings(epochs=15)), float(np.median(red))
@@ -61,14 +61,14 @@ def test_ganspace_components_are_ordered_by_spread(G):
     d = edit.ganspace(G, 4, samples=2000)
     assert np.allclose(d.vectors @ d.vectors.T, np.eye(4), atol=1e-5)
     assert list(d.scales) == sorted(d.scales, reverse=True)
-    w = project.w_samples(G, 2000)
+    w = latents.w_samples(G, 2000)
     assert d.scales[0] == pytest.approx((w @ d.vectors[0]).std(), rel=1e-4)
 
 
 def test_shift_moves_only_its_layers_by_its_scale(G, tmp_path):
-    d = edit.Directions(["x"], np.eye(G.w_dim)[:1], np.array([2.0]), np.array([[1, 3]]))
-    edit.save_directions(d, tmp_path / "d.npz")
-    d = edit.load_directions(tmp_path / "d.npz")
+    d = latents.Directions(["x"], np.eye(G.w_dim)[:1], np.array([2.0]), np.array([[1, 3]]))
+    latents.save_directions(d, tmp_path / "d.npz")
+    d = latents.load_directions(tmp_path / "d.npz")
     ws = np.zeros((2, G.num_ws, G.w_dim), np.float32)
     moved = d.shift(ws, "x", 1.5)
     assert np.array_equal(d.shift(ws, "x", 0.0), ws)
@@ -79,7 +79,7 @@ def test_shift_moves_only_its_layers_by_its_scale(G, tmp_path):
 
 def test_tag_direction_moves_the_planted_attribute_and_the_tagger_score(G, red_tagger, tmp_path):
     T, median = red_tagger
-    held = samples.render(G, edit.seed_ws(G, range(5000, 5200), 1.0))
+    held = latents.render(G, latents.seed_ws(G, range(5000, 5200), 1.0))
     (precision, recall), = tagger.precision_recall(T.scores(held), (_redness(held) > median)[:, None])
     assert precision > 0.8 and recall > 0.8
     d = edit.make_tag_directions(G, T, tmp_path / "tags.npz", tmp_path / "tags.tsv", samples=600, seeds=range(8),
@@ -143,7 +143,7 @@ def test_tagger_learns_the_demo_hair_colours_against_their_truth(tmp_path):
     for tag in ("blonde_hair", "blue_hair"):
         assert float(rows[tag]["precision"]) >= 0.75 and float(rows[tag]["recall"]) >= 0.75, rows[tag]
     assert float(rows["long_hair"]["recall"]) > 0.7
-    again = tagger.load(tmp_path / "tagger.npz")
+    again = convnets.load_tagger(tmp_path / "tagger.npz")
     pixels = np.stack([np.asarray(Image.open(tmp_path / f"{i}.png")) for i in range(4)])
     assert again.tags == wanted and np.array_equal(again.scores(pixels), T.scores(pixels))
 
@@ -178,13 +178,13 @@ def test_figure_video_and_edits_of_seeds_and_projections(G, tmp_path):
     args = ["--run", str(export), "--directions", str(tmp_path / "ganspace.npz"), "--direction", "ganspace-0"]
     edit.main(args + ["--strength", "0", "--seeds", "3", "--out", str(tmp_path / "seed.png")])
     assert np.array_equal(np.asarray(Image.open(tmp_path / "seed.png")),
-                          samples.render(G2, edit.seed_ws(G2, [3], 0.7))[0])
+                          latents.render(G2, latents.seed_ws(G2, [3], 0.7))[0])
     rng = np.random.default_rng(0)
     noise = {f"noise_{i}": rng.standard_normal(s).astype(np.float32) for i, s in enumerate(G.synthesis.noise_shapes)}
-    ws = edit.seed_ws(G, [9], 1.0)
-    project.save_npz(tmp_path / "p/w.npz", {"w": ws, **noise})
+    ws = latents.seed_ws(G, [9], 1.0)
+    tables.save_npz(tmp_path / "p/w.npz", {"w": ws, **noise})
     edit.main(args + ["--strength", "0", "--projection", str(tmp_path / "p/w.npz"), "--out", str(tmp_path / "p0.png")])
-    recon = project.reconstruct(G2, ws[0], [noise[f"noise_{i}"] for i in range(len(noise))])
+    recon = inversion.reconstruct(G2, ws[0], [noise[f"noise_{i}"] for i in range(len(noise))])
     assert np.array_equal(np.asarray(Image.open(tmp_path / "p0.png")), recon)
     edit.main(args + ["--strength", "-2", "--strength", "2", "--seeds", "0-1", "--out", str(tmp_path / "grid.png")])
     first = hashlib.sha256((tmp_path / "grid.png").read_bytes()).hexdigest()

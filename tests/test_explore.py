@@ -36,7 +36,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from chromium import Browser
-from ganflow import edit, explore, networks, project, samples, weights
+from ganflow import edit, explore, latents, networks, samples, tables, weights
 from ganflow.runlog import SetupError
 from test_samples import tiny_generator
 from workflow import REPO
@@ -55,8 +55,8 @@ def results(tmp_path_factory) -> Path:
     weights.write_export(root / "round-2" / "train", G, D, {})
     weights.write_export(root / "round-10" / "train", G, D, {})
     edit.make_directions(G, "sefa", root / "edits" / "sefa.npz", k=2, samples=500)
-    project.save_npz(root / "project" / "ref" / "w.npz",
-                     {"w": samples.map_latents(G, samples.latents([42], G.z_dim), 0.5)[:1]})
+    tables.save_npz(root / "project" / "ref" / "w.npz",
+                     {"w": latents.map_latents(G, latents.seed_z([42], G.z_dim), 0.5)[:1]})
     return root
 
 
@@ -286,7 +286,7 @@ def test_uploads_are_projected_and_saved_projections_load(server, ex, results):
     assert w.shape == (ex.G.num_ws, ex.G.w_dim) and np.isfinite(w).all()
     assert call(server, "/api/render", {"w": state["w"]})[0] == 200
     code, text = call(server, "/api/projection/ref")
-    saved, _ = project.load_w(results / "project" / "ref" / "w.npz", ex.G)
+    saved, _ = latents.load_w(results / "project" / "ref" / "w.npz", ex.G)
     assert code == 200 and np.array_equal(np.array(json.loads(text)["w"], np.float32), saved)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganflow import annotate, figures, networks, samples
+from ganflow import annotate, figures, latents, networks
 from ganflow.runlog import SetupError
 from test_samples import tiny_generator
 
@@ -99,8 +99,8 @@ def test_truncation_psi_zero_column_is_the_same_image(G, made):
     assert not np.array_equal(_cell(canvas, 0, one, r), _cell(canvas, 1, one, r))
     assert not np.array_equal(_cell(canvas, 0, zero, r), _cell(canvas, 0, one, r))
     # psi 1 is the seed's untruncated sample
-    ws = samples.map_latents(G, samples.latents([SEEDS[1]], G.z_dim), 1.0)
-    assert np.array_equal(_cell(canvas, 1, one, r), samples.render(G, ws)[0])
+    ws = latents.map_latents(G, latents.seed_z([SEEDS[1]], G.z_dim), 1.0)
+    assert np.array_equal(_cell(canvas, 1, one, r), latents.render(G, ws)[0])
 
 
 def test_style_mixing_layout(G, made):
@@ -118,9 +118,9 @@ def test_style_mixing_layout(G, made):
 
 def test_noise_components_panels(G, made):
     r, canvas = G.resolution, made["noise_components"]
-    ws = samples.map_latents(G, samples.latents(SEEDS, G.z_dim), 0.7)
-    quiet = samples.render(G, ws, noise_mode="none")
-    noisy = samples.render(G, ws, noise_mode="random", noise=samples.random_noise(G, SEEDS))
+    ws = latents.map_latents(G, latents.seed_z(SEEDS, G.z_dim), 0.7)
+    quiet = latents.render(G, ws, noise_mode="none")
+    noisy = latents.render(G, ws, noise_mode="random", noise=latents.random_noise(G, SEEDS))
     for s in range(len(SEEDS)):
         panels = [_cell(canvas, s, k, r) for k in range(4)]
         assert np.array_equal(panels[0], noisy[s]) and np.array_equal(panels[1], quiet[s])
@@ -129,8 +129,8 @@ def test_noise_components_panels(G, made):
 
 def test_noise_detail_rows(G, made):
     r, canvas = G.resolution, made["noise_detail"]
-    ws = samples.map_latents(G, samples.latents(SEEDS[:1], G.z_dim), 0.7)
-    first = samples.render(G, ws, noise=samples.random_noise(G, SEEDS[:1]))[0]
+    ws = latents.map_latents(G, latents.seed_z(SEEDS[:1], G.z_dim), 0.7)
+    first = latents.render(G, ws, noise=latents.random_noise(G, SEEDS[:1]))[0]
     assert np.array_equal(_cell(canvas, 0, 0, r), first)  # draw 0 = the seed's 'random' sample
     crops = _cell(canvas, 0, 1, r)
     c, lo = r // 4, (r - r // 4) // 2
@@ -141,8 +141,8 @@ def test_noise_detail_rows(G, made):
 
 def test_uncurated_columns(G, made):
     r, canvas = G.resolution, made["uncurated"]
-    ws = samples.map_latents(G, samples.latents([3, 4], G.z_dim), 0.7)
-    images = samples.render(G, ws)
+    ws = latents.map_latents(G, latents.seed_z([3, 4], G.z_dim), 0.7)
+    images = latents.render(G, ws)
     assert np.array_equal(canvas[:r, :r], images[0]) and np.array_equal(canvas[r:, :r], images[1])
     assert min(r >> lod for lod in _kept_lods(r)) >= min(r, figures.MIN_TILE)  # no colour blobs
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ganflow import ids
+from ganflow import ids, names
 from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv
 
@@ -401,9 +401,9 @@ def test_folder_ids_are_readable_file_names_and_unique():
         assert got[r] == f"{r[0]}_{r[2]}_{digest[r]}"
     assert got["sub/x.jpg"] == f"sub_x_{digest['sub/x.jpg']}" and got["sub/x.png"] == f"sub_x_{digest['sub/x.png']}"
     for r in (long_name, "a/" + long_name):  # cut to the end (the file name), then the hash
-        assert len(got[r]) == ids.ID_MAX_LENGTH and got[r].endswith(f"title_final_{digest[r]}")
+        assert len(got[r]) == names.ID_MAX_LENGTH and got[r].endswith(f"title_final_{digest[r]}")
     assert len({i.lower() for i in got.values()}) == len(relatives)
-    assert all(ids.safe_id(i) for i in got.values())
+    assert all(names.safe_id(i) for i in got.values())
     assert ids.folder_ids(reversed(relatives)) == got  # whatever the walk order
 
 
@@ -419,9 +419,9 @@ def test_a_suffixed_id_that_clashes_again_gets_a_longer_hash(monkeypatch):
 
 def test_safe_id_refuses_anything_that_is_not_a_plain_file_name():
     for bad in ("", "../x", "a/b", "a\\b", ".hidden", "-x", "a..b", "x" * 81, "a b", "é", "a\x00b"):
-        assert not ids.safe_id(bad), bad
+        assert not names.safe_id(bad), bad
     for good in ("1234567", "a_y", "My_Photo_1.v2", "_x", "x" * 80, "3fa9c2d1"):
-        assert ids.safe_id(good), good
+        assert names.safe_id(good), good
 
 
 def test_folder_shards_follow_a_path_hash_stable_and_balanced(tmp_path):

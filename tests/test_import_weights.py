@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ganflow import import_weights, networks, rank, weights
+from ganflow import import_weights, latents, networks, rank, weights
 from ganflow.runlog import SetupError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stylegan2"
@@ -376,7 +376,6 @@ def test_the_workflow_makes_samples_figures_and_videos_from_a_released_model(tmp
     figures and walk videos come from it; no data stage and no training runs."""
     from PIL import Image
 
-    from ganflow import samples
     from workflow import jobs_planned, snakemake, tiny_config
 
     tiny_config(tmp_path, cascade_path, generator=str(FIXTURES / "ada-32.pkl"),
@@ -387,14 +386,14 @@ def test_the_workflow_makes_samples_figures_and_videos_from_a_released_model(tmp
     snakemake(tmp_path)
     res = tmp_path / "results/demo"
     G, _, _ = import_weights.import_networks(FIXTURES / "ada-32.pkl")
-    ws = samples.map_latents(G, samples.latents([3], G.z_dim), 0.7)
-    expected = samples.render(G, ws, noise_mode="const")[0]
+    ws = latents.map_latents(G, latents.seed_z([3], G.z_dim), 0.7)
+    expected = latents.render(G, ws, noise_mode="const")[0]
     assert np.array_equal(np.asarray(Image.open(res / "samples/seeds/seed000003.png")), expected)
     assert all((res / f"figures/{f}.png").is_file() for f in ("truncation", "style_mixing"))
     assert (res / "videos/interpolation-grid.mp4").stat().st_size > 0
     assert all((res / f"edits/sefa.{ext}").stat().st_size > 0 for ext in ("png", "mp4"))
     edited = np.asarray(Image.open(res / "edits/apply/sefa-1/-2/seed4.png"))
-    unedited = samples.render(G, samples.map_latents(G, samples.latents([4], G.z_dim), 0.7), noise_mode="const")[0]
+    unedited = latents.render(G, latents.map_latents(G, latents.seed_z([4], G.z_dim), 0.7), noise_mode="const")[0]
     assert edited.shape == unedited.shape and np.abs(edited.astype(int) - unedited).mean() > 1  # moved
     assert jobs_planned(tmp_path) == {}
 

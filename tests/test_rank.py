@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from ganflow import dataset, keep, networks, rank
+from ganflow import dataset, keep, networks, rank, records
 from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv, write_tsv
 
@@ -85,7 +85,7 @@ def test_rank_tsv_covers_every_image_once_sorted(packed, tmp_path):
     assert rank.write_rank(rows, tmp_path / "rank.tsv") == N
     table = read_tsv(tmp_path / "rank.tsv")
     assert list(table[0]) == rank.RANK_COLUMNS
-    assert sorted(r["image"] for r in table) == sorted(dataset.read_meta(packed["ds"])["ids"])
+    assert sorted(r["image"] for r in table) == sorted(records.read_meta(packed["ds"])["ids"])
     scores = [float(r["score"]) for r in table]
     assert scores == sorted(scores) and len(set(scores)) == N
     assert [int(r["rank"]) for r in table] == list(range(1, N + 1))

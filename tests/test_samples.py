@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganflow import networks, samples
+from ganflow import latents, media, networks, samples
 from ganflow.runlog import SetupError
 
 
@@ -79,17 +79,17 @@ def test_grid_and_stale_files(tmp_path, G):
 
 
 def test_parse_seeds():
-    assert samples.parse_seeds("0-3, 7") == [0, 1, 2, 3, 7]
-    assert samples.parse_seeds(5) == [5]
-    assert samples.parse_seeds([1, "4-5"]) == [1, 4, 5]
+    assert latents.parse_seeds("0-3, 7") == [0, 1, 2, 3, 7]
+    assert latents.parse_seeds(5) == [5]
+    assert latents.parse_seeds([1, "4-5"]) == [1, 4, 5]
     for bad in ("3-1", "x", "-2", "", [2 ** 32]):
         with pytest.raises(SetupError):
-            samples.parse_seeds(bad)
+            latents.parse_seeds(bad)
 
 
 def test_latents_do_not_depend_on_the_other_seeds():
-    a = samples.latents([5, 6], 8)
-    b = samples.latents([6], 8)
+    a = latents.seed_z([5, 6], 8)
+    b = latents.seed_z([6], 8)
     assert a.shape == (2, 8) and a.dtype == np.float32
     assert np.array_equal(a[1], b[0]) and not np.array_equal(a[0], a[1])
     assert np.allclose(a[0], np.random.RandomState(5).randn(8))  # the classic scripts' seed convention
@@ -97,7 +97,7 @@ def test_latents_do_not_depend_on_the_other_seeds():
 
 def test_tile_fills_missing_cells():
     images = np.arange(3 * 2 * 2 * 3, dtype=np.uint8).reshape(3, 2, 2, 3)
-    canvas = samples.tile(images, 2, fill=7)
+    canvas = media.tile(images, 2, fill=7)
     assert canvas.shape == (4, 4, 3)
     assert np.array_equal(canvas[:2, 2:], images[1]) and np.array_equal(canvas[2:, :2], images[2])
     assert (canvas[2:, 2:] == 7).all()
@@ -106,5 +106,5 @@ def test_tile_fills_missing_cells():
 @pytest.mark.parametrize("n, shape", [(32, (8, 4)), (36, (6, 6)), (6, (3, 2)), (12, (4, 3)), (5, (3, 2)),
                                       (7, (3, 3)), (1, (1, 1)), (64, (8, 8))])
 def test_grid_shape_follows_the_count(n, shape):
-    cols = samples.grid_columns(n)
+    cols = media.grid_columns(n)
     assert (cols, math.ceil(n / cols)) == shape

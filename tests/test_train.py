@@ -23,7 +23,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from ganflow import networks, swd, train, weights
+from ganflow import networks, records, swd, train, weights
 from ganflow import dataset as dataset_lib
 from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv, write_tsv
@@ -331,7 +331,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     images = blobs(RUN_IMAGES)
     data_dir = pack(images, root)
     cfg = TrainConfig.from_dict(RUN)
-    fingerprint = train.dataset_fingerprint(data_dir)
+    fingerprint = records.dataset_fingerprint(data_dir)
     result = train.train(cfg, stream(cfg, data_dir), fingerprint, root / "run", root / "out")
     return Run(root / "run", root / "out", data_dir, fingerprint, result)
 
@@ -376,9 +376,9 @@ def test_swd_falls_during_training(finished_run: Run) -> None:
 
 KILL_CHILD = textwrap.dedent("""
     import json, sys
-    from ganflow import train
+    from ganflow import records, train
     cfg = train.TrainConfig.from_dict(json.loads(sys.argv[1]))
-    train.train(cfg, train.dataset_stream(sys.argv[2], cfg), train.dataset_fingerprint(sys.argv[2]),
+    train.train(cfg, train.dataset_stream(sys.argv[2], cfg), records.dataset_fingerprint(sys.argv[2]),
                 sys.argv[3], sys.argv[4])
 """)
 

@@ -22,6 +22,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from .config import defaults
 from .imaging import ImageRejected, load_srgb, to_array
 from .runlog import progress
 from .tables import read_tsv, write_tsv
@@ -38,15 +39,16 @@ _CARRIED = ("crop", "id", "source", "path", "box", "format", "lossless", "qualit
 UPSCALED_BELOW = 0.15
 # The colour statistics of a larger crop come from this many of its pixels (see verdict_pixels).
 VERDICT_PIXELS = 1 << 16
+_DEFAULTS = defaults("clean")
 
 
 @dataclass(frozen=True)
 class CleanParams:
     """Thresholds (see config clean:); pixel values are on the 0-255 scale."""
 
-    min_side: int = 64
-    gray_chroma: float = 4.0   # mean per-pixel (max channel - min channel) below this: grayscale
-    mono_std: float = 6.0      # mean per-channel standard deviation below this: near-monochrome
+    min_side: int = _DEFAULTS["min_side"]
+    gray_chroma: float = _DEFAULTS["gray_chroma"]  # mean per-pixel (max channel - min channel) below this: grayscale
+    mono_std: float = _DEFAULTS["mono_std"]        # mean per-channel standard deviation below this: near-monochrome
 
 
 def verdict(rgb: np.ndarray, p: CleanParams) -> tuple[str, str]:

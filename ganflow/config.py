@@ -7,10 +7,13 @@ naming the key, not fail an hour later inside a training job.
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 from pathlib import Path
 
 import jsonschema
 import yaml
+
+SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -33,6 +36,21 @@ def validate(config: dict, schema_path: str | Path) -> dict:
                               f"allowed there: {', '.join(known)} (see {schema_path})")
         raise ConfigError(f"config key {key}: {err.message} (see {schema_path})")
     return _crop_side(_training_resolution(_with_defaults(copy.deepcopy(config), schema)))
+
+
+@lru_cache(maxsize=None)
+def _schema(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def defaults(section: str = "") -> dict:
+    """The schema's default of every key under a dotted section ("faces", "project.encoder";
+    "" for the top level): each default is written once, in config/schema.yaml, and the
+    library's settings classes read it from there."""
+    node = _schema(SCHEMA)
+    for key in filter(None, section.split(".")):
+        node = node["properties"][key]
+    return {k: v["default"] for k, v in node.get("properties", {}).items() if "default" in v}
 
 
 def _crop_side(config: dict) -> dict:

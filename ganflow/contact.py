@@ -12,6 +12,7 @@ from typing import Collection, Sequence
 from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
+from .config import defaults
 from .imaging import ImageRejected, load_srgb
 from .media import save_png
 from .runlog import SetupError
@@ -22,7 +23,7 @@ MARK = (255, 127, 14)  # the outline of marked thumbnails (e.g. what a ranking d
 # The PNG text chunk that holds each tile's box, full label and file (read by report.py
 # for the overview's tooltips): a tile's drawn label is only as long as the tile is wide.
 TILES_KEY = "ganflow-tiles"
-SHEET_ITEMS = 64  # thumbnails on each sheet of a ranking
+SHEET_ITEMS = defaults("rank")["sheet_items"]  # thumbnails on each sheet of a ranking
 
 
 def short_label(label: str, width: int) -> str:

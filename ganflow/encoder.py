@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import networks
+from .config import defaults
 from .convnets import Encoder, encoder_net, save_encoder
 from .runlog import SetupError, progress
 from .weights import load_export
@@ -29,14 +30,17 @@ HELDOUT = 256       # fresh samples the trained encoder is scored on
 HELDOUT_SEED = 987654
 
 
+_DEFAULTS = defaults("project.encoder")  # config/schema.yaml's project.encoder: section
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
-    steps: int = 2000
-    batch: int = 16
-    channels: int = 32       # of the first level; doubled per halving, up to 8x
-    lr: float = 1e-3
-    mixing: float = 0.5      # share of training samples with two w's (a per-layer target)
-    seed: int = 0
+    steps: int = _DEFAULTS["steps"]
+    batch: int = _DEFAULTS["batch"]
+    channels: int = _DEFAULTS["channels"]       # of the first level; doubled per halving, up to 8x
+    lr: float = _DEFAULTS["lr"]
+    mixing: float = _DEFAULTS["mixing"]      # share of training samples with two w's (a per-layer target)
+    seed: int = _DEFAULTS["seed"]
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch < 1 or self.channels < 1 or self.lr <= 0 or not 0 <= self.mixing <= 1:

@@ -31,6 +31,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from .config import defaults
 from .names import ID_MAX_LENGTH, safe_id
 from .runlog import SetupError, progress
 from .imaging import Encoding, ImageRejected, load_with_encoding, peek_encoding, sha256_file
@@ -60,7 +61,8 @@ FRAMINGS = ("face", "portrait")
 # The portrait framing's margins, in face-box sizes: room above for hair and hats, below
 # for the chin and neckline, and on each side; the face framing's are `margin` all round.
 PORTRAIT_ABOVE, PORTRAIT_BELOW, PORTRAIT_SIDES = 0.8, 0.5, 0.65
-CASCADE_SHA256 = "9376d30ac38db6bda2a68b88b3b76bbd7e6aa33af47f7f5c76bc88ca75f1ce30"
+_DEFAULTS = defaults("faces")  # config/schema.yaml's faces: section
+CASCADE_SHA256 = _DEFAULTS["cascade_sha256"]  # the pinned cascade's
 CASCADE_URL = ("https://raw.githubusercontent.com/nagadomi/lbpcascade_animeface/"
                "master/lbpcascade_animeface.xml")
 
@@ -100,17 +102,17 @@ def _check_sha256(path: Path, expected: str, name: str) -> None:
 class FaceParams:
     """Detector and crop settings (see config faces:)."""
 
-    enabled: bool = True
-    scale_factor: float = 1.1
-    min_neighbors: int = 5
-    min_size: int = 50
-    margin: float = 0.25
-    square: bool = True
-    max_faces: int = 8
-    framing: str = "face"
-    solo: bool = False
-    detect_side: int | None = 1024
-    max_crop_side: int | None = 1024
+    enabled: bool = _DEFAULTS["enabled"]
+    scale_factor: float = _DEFAULTS["scale_factor"]
+    min_neighbors: int = _DEFAULTS["min_neighbors"]
+    min_size: int = _DEFAULTS["min_size"]
+    margin: float = _DEFAULTS["margin"]
+    square: bool = _DEFAULTS["square"]
+    max_faces: int = _DEFAULTS["max_faces"]
+    framing: str = _DEFAULTS["framing"]
+    solo: bool = _DEFAULTS["solo"]
+    detect_side: int | None = _DEFAULTS["detect_side"]
+    max_crop_side: int | None = _DEFAULTS["max_crop_side"]
 
     def __post_init__(self) -> None:
         if self.framing not in FRAMINGS:

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import networks
+from .config import defaults
 from .imaging import ImageRejected, fit_square, load_srgb, sha256_file, to_array
 from .latents import w_samples
 from .runlog import SetupError, progress
@@ -53,20 +54,23 @@ VGG16_SIZES = (64, 256)
 Features = Callable[[tf.Tensor], list[tf.Tensor]]
 
 
+_DEFAULTS = defaults("project")  # config/schema.yaml's project: section
+
+
 @dataclass(frozen=True)
 class Settings:
     """The optimisation (defaults: the paper's projector)."""
 
-    steps: int = 1000
-    mode: str = "w"
-    lr: float = 0.1
-    lr_rampup: float = 0.05        # share of the steps the learning rate ramps up over
-    lr_rampdown: float = 0.25      # share of the steps it ramps down over, at the end
-    noise_factor: float = 0.05     # initial noise added to w, in units of W's spread
-    noise_ramp: float = 0.75       # share of the steps over which that noise fades out
-    noise_weight: float = 1e5      # weight of the noise-correlation penalty
-    w_samples: int = 10000         # z draws that estimate the mean w and W's spread
-    seed: int = 0
+    steps: int = _DEFAULTS["steps"]
+    mode: str = _DEFAULTS["mode"]
+    lr: float = _DEFAULTS["lr"]
+    lr_rampup: float = _DEFAULTS["lr_rampup"]        # share of the steps the learning rate ramps up over
+    lr_rampdown: float = _DEFAULTS["lr_rampdown"]      # share of the steps it ramps down over, at the end
+    noise_factor: float = _DEFAULTS["noise_factor"]     # initial noise added to w, in units of W's spread
+    noise_ramp: float = _DEFAULTS["noise_ramp"]       # share of the steps over which that noise fades out
+    noise_weight: float = _DEFAULTS["noise_weight"]      # weight of the noise-correlation penalty
+    w_samples: int = _DEFAULTS["w_samples"]         # z draws that estimate the mean w and W's spread
+    seed: int = _DEFAULTS["seed"]
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

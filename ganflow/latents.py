@@ -21,12 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from . import networks
+from .config import defaults
 from .runlog import SetupError
 from .tables import load_npz, save_npz
 
 NoiseFn = Callable[[int], list[np.ndarray]]
 W_SAMPLES_SEED = 123  # z draws that estimate the mean w and the spread of W
-DEFAULT_PSI = 0.7  # truncation of samples, figures and videos (the config's `psi`)
+DEFAULT_PSI = defaults()["psi"]  # truncation of samples, figures and videos (config/schema.yaml)
 MAX_SEED = 2 ** 32 - 1  # RandomState's limit
 
 

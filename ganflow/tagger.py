@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .config import defaults
 from .convnets import Tagger, save_tagger, tagger_net
 from .imaging import ImageRejected, fit_square, load_srgb, to_array
 from .runlog import SetupError, progress
@@ -31,14 +32,17 @@ TAGGER_COLUMNS = ["tag", "images", "train", "heldout", "heldout_positive", "prec
 THRESHOLD = 0.5
 
 
+_DEFAULTS = defaults("edit.tagger")  # config/schema.yaml's edit.tagger: section
+
+
 @dataclass(frozen=True)
 class TaggerSettings:
-    epochs: int = 30
-    batch: int = 32
-    channels: int = 16       # of the first level; doubled per halving, up to 4x
-    lr: float = 2e-3
-    heldout: float = 0.2     # share of images held out for precision and recall
-    seed: int = 0
+    epochs: int = _DEFAULTS["epochs"]
+    batch: int = _DEFAULTS["batch"]
+    channels: int = _DEFAULTS["channels"]       # of the first level; doubled per halving, up to 4x
+    lr: float = _DEFAULTS["lr"]
+    heldout: float = _DEFAULTS["heldout"]     # share of images held out for precision and recall
+    seed: int = _DEFAULTS["seed"]
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch < 1 or self.channels < 1 or self.lr <= 0 or not 0 < self.heldout < 1:

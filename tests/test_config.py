@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ganflow import config
 from ganflow.config import ConfigError, validate
 from ganflow.train_config import TrainConfig
 
@@ -100,3 +102,58 @@ def test_dataset_name_cannot_leave_results(name):
         validate(cfg, SCHEMA)
     cfg["dataset"] = "my-set_2.v1"
     validate(cfg, SCHEMA)
+
+
+# Which config sections configure each library module (its settings classes and constants).
+CONFIGURED_BY = {
+    "faces": ["faces"], "clean": ["clean"], "dedupe": ["dedupe"], "images": ["images"], "rank": ["rank"],
+    "keep": ["rank"], "contact": ["rank"], "samples": ["samples", ""], "figures": ["figures", ""],
+    "videos": ["videos", "videos.progress", "videos.interpolation", "videos.style_mixing", ""],
+    "inversion": ["project"], "project": ["project", "project.video"], "encoder": ["project.encoder"],
+    "tagger": ["edit.tagger"], "edit": ["edit", "edit.boundary", "edit.video", ""], "dataset": ["tfrecords"],
+    "demo": ["demo"], "latents": [""], "explore": [""],
+}
+
+
+def _literal_settings(module: str):
+    """(line, name, value) of every class field and module constant holding a literal."""
+    tree = ast.parse((REPO / "ganflow" / f"{module}.py").read_text(encoding="utf-8"))
+    scopes = [tree] + [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    for scope in scopes:
+        for node in scope.body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                name, value = node.target.id, node.value
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                name, value = node.targets[0].id, node.value
+            else:
+                continue
+            try:
+                yield node.lineno, name, ast.literal_eval(value)
+            except ValueError:
+                continue
+
+
+def test_each_default_is_written_once_in_the_schema():
+    """A settings field or constant that repeats a schema default as a literal would drift from
+    it: the library reads config.defaults(section) instead."""
+    repeats = []
+    for module, sections in CONFIGURED_BY.items():
+        known = {}
+        for section in sections:
+            for key, value in config.defaults(section).items():
+                known.setdefault(key, []).append((section or "(top)", value))
+        for line, name, value in _literal_settings(module):
+            key = name.lower().removeprefix("default_")
+            for section, default in known.get(key, []):
+                if value == default and value is not None and type(value) is type(default):
+                    repeats.append(f"ganflow/{module}.py:{line} {name} = {value!r} repeats {section}.{key}")
+    assert not repeats, repeats
+
+
+def test_the_settings_classes_read_the_schema():
+    from ganflow import clean, encoder, faces, inversion, tagger
+    for cls, section in [(clean.CleanParams, "clean"), (faces.FaceParams, "faces"), (inversion.Settings, "project"),
+                         (encoder.EncoderSettings, "project.encoder"), (tagger.TaggerSettings, "edit.tagger")]:
+        fields = {f.name: f.default for f in dataclasses.fields(cls)}
+        assert fields == {k: v for k, v in config.defaults(section).items() if k in fields}, cls
+        assert fields.keys() <= config.defaults(section).keys(), (cls, fields.keys() - config.defaults(section).keys())

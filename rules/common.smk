@@ -14,7 +14,14 @@ import re as _re
 from pathlib import Path as _Path
 
 from ganflow import ids as _ids
-from ganflow.names import CONTACT_STAGES, EDIT_METHODS, FIGURE_NAMES, IMAGE_EXTS, VIDEOS, WALK_VIDEOS
+from ganflow.names import (
+    CONTACT_STAGES,
+    EDIT_METHODS,
+    FIGURE_NAMES,
+    IMAGE_EXTS,
+    VIDEOS,
+    WALK_VIDEOS,
+)
 from ganflow.digest import canonical, files_digest, script_digest
 
 R = f"results/{config['dataset']}"
@@ -157,11 +164,7 @@ def project_files():
     files = {}
     for path in sorted(_Path(folder).iterdir()):
         ext = path.suffix.lower().lstrip(".")
-        if (
-            path.name.startswith(".")
-            or not path.is_file()
-            or ext not in IMAGE_EXTS
-        ):
+        if path.name.startswith(".") or not path.is_file() or ext not in IMAGE_EXTS:
             continue
         if path.stem in files:
             raise WorkflowError(

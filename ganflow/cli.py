@@ -14,6 +14,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "import": ("ganflow.import_weights", "import a released StyleGAN2 .pkl as a ganflow export (runs nothing from "
                                          "the file)"),
     "rank": ("ganflow.rank", "score images (a folder or a packed dataset) with a run's discriminator"),
+    "project": ("ganflow.project", "project an image file into a run's W (w.npz, reconstruction, sheet, video)"),
     "edit": ("ganflow.edit", "move seeds or a projection along a named direction in W"),
     "explore": ("ganflow.explore", "a generator live in the browser (127.0.0.1)"),
     "render": ("ganflow.explore", "turn a downloaded PNG's (or a JSON's) settings back into the same pixels: "

@@ -7,9 +7,11 @@ the explorer shares; the encoder that gives it a starting point, in convnets.py.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
@@ -18,11 +20,13 @@ import numpy as np
 
 from . import networks
 from .annotate import caption, labelled_grid
+from .config import defaults
 from .convnets import load_encoder
 from .imaging import ImageRejected, load_srgb, to_array
-from .inversion import Features, Projection, Settings, check_vgg16, load_target, make_features, project, reconstruct
+from .inversion import (DISTANCES, MODES, Features, Projection, Settings, check_vgg16, load_target, make_features,
+                        project, reconstruct)
 from .media import encode_batches, even_frame, save_png
-from .runlog import SetupError
+from .runlog import SetupError, logged
 from .tables import read_tsv, save_npz
 from .weights import load_export
 
@@ -95,3 +99,35 @@ def make_projection(export_dir: str | os.PathLike, target: str | os.PathLike, ou
         start = load_encoder(encoder_npz, G).guess(load_target(target, G.resolution))
     return project_file(G, features, target, out_dir, Settings(**settings), start=start, distance_name=distance_name,
                         **(video or {}))
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m ganflow.project") -> int:
+    """ganflow project --run <export dir> --out DIR IMAGE: one image file into a run's W, as
+    the project rule does (same settings and defaults: config/schema.yaml's project:)."""
+    d = defaults("project")
+    parser = argparse.ArgumentParser(prog=prog, description="Project one image into a run's W: DIR/w.npz, "
+                                     "reconstruction.png, sheet.png and optimisation.mp4.")
+    parser.add_argument("image", help="the image file to project (its centred square is used)")
+    parser.add_argument("--run", required=True, help="a run's export directory (holding export.json)")
+    parser.add_argument("--out", required=True, help="the folder to write")
+    parser.add_argument("--distance", choices=DISTANCES, default="discriminator",
+                        help="perceptual distance: the run's discriminator (nothing to download, the default "
+                             "here) or vgg16 (needs --vgg16)")
+    parser.add_argument("--vgg16", help="a local vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    parser.add_argument("--encoder", help="an encoder.npz trained for this run: the projection starts at its guess")
+    parser.add_argument("--mode", choices=MODES, default=d["mode"], help=f"w or w+ (default {d['mode']})")
+    parser.add_argument("--steps", type=int, default=d["steps"], help=f"optimisation steps (default {d['steps']})")
+    parser.add_argument("--log", help="also log to this file")
+    args = parser.parse_args(argv)
+    if args.distance == "vgg16" and not args.vgg16:
+        parser.error("--distance vgg16 needs --vgg16 FILE (the weights are a download; see README Projection)")
+    settings = asdict(Settings(mode=args.mode, steps=args.steps))
+    with logged(args.log):
+        p = make_projection(args.run, args.image, args.out, settings=settings, distance_name=args.distance,
+                            vgg16=args.vgg16, encoder_npz=args.encoder)
+    print(f"{Path(args.out) / 'w.npz'}: distance {p.distance[-1]:.4f} after {args.steps} steps")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,13 +13,13 @@ from ganflow import cli
 def test_ganflow_help_lists_every_verb(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for verb in ("import", "rank", "edit", "explore", "render"):
+    for verb in ("import", "rank", "project", "edit", "explore", "render"):
         assert f"\n  {verb} " in out
     assert cli.main([]) == 2  # no verb: the same list, as a usage error
     assert cli.main(["train"]) == 2 and "unknown verb 'train'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("verb", ["import", "rank", "edit", "explore"])
+@pytest.mark.parametrize("verb", ["import", "rank", "project", "edit", "explore"])
 def test_each_verb_has_its_own_help_under_its_own_name(verb, capsys):
     with pytest.raises(SystemExit) as done:
         cli.main([verb, "--help"])

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from ganflow import annotate, convnets, encoder, inversion, latents, networks, project, tables
+from ganflow import annotate, cli, convnets, encoder, inversion, latents, networks, project, tables, weights
 from ganflow.runlog import SetupError
 from test_samples import tiny_generator
 
@@ -140,6 +140,26 @@ def test_project_file_writes_the_same_bytes_twice(G, D, tmp_path):
     assert np.array_equal(inversion.reconstruct(G, ws, noise), np.asarray(Image.open(tmp_path / "a/reconstruction.png")))
     lay = annotate.layout(16, 16, columns=True, rows=False)  # target | reconstruction, side by side
     assert Image.open(tmp_path / "a/sheet.png").size == (2 * 16 * lay.scale, lay.top + 16 * lay.scale)
+
+
+def test_ganflow_project_writes_what_the_rule_writes(G, D, tmp_path, capsys):
+    """`ganflow project` on an export: the rule's four files, the same bytes as the library
+    call with the same settings (the verb's defaults are the schema's)."""
+    weights.write_export(tmp_path / "export", G, D, {})
+    _, target = _known(G, 6)
+    Image.fromarray(target).save(tmp_path / "face.png")
+    assert cli.main(["project", "--run", str(tmp_path / "export"), "--out", str(tmp_path / "cli"), "--steps", "5",
+                     str(tmp_path / "face.png")]) == 0
+    assert "w.npz: distance" in capsys.readouterr().out
+    G2, D2, _ = weights.load_export(tmp_path / "export")
+    project.project_file(G2, inversion.discriminator_features(D2), tmp_path / "face.png", tmp_path / "lib",
+                         inversion.Settings(steps=5), distance_name="discriminator")
+    for name in ("w.npz", "reconstruction.png", "sheet.png"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "lib" / name).read_bytes(), name
+    assert (tmp_path / "cli" / "optimisation.mp4").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        cli.main(["project", "--run", str(tmp_path / "export"), "--out", str(tmp_path / "x"), "--distance", "vgg16",
+                  str(tmp_path / "face.png")])
 
 
 def test_bad_input_is_one_sentence(G, tmp_path, monkeypatch):

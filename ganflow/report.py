@@ -10,7 +10,6 @@ offers mp4 files as downloads.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 import logging
@@ -25,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .contact import TILES_KEY
 from .media import save_png
 from .tables import atomic_open, read_tsv
+from .trainlog import read_log
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +206,10 @@ def _number(text: str | None) -> float:
         return math.nan
 
 
-def read_log(log_csv: str | os.PathLike) -> dict[str, list[float]]:
-    """Columns of a training log.csv as floats; empty or unparsable cells become NaN, so a
-    tick that logged no SWD, or a line cut short by a kill, only loses that one point."""
-    with open(log_csv, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+def log_columns(log_csv: str | os.PathLike) -> dict[str, list[float]]:
+    """Columns of a training log.csv as floats (trainlog.read_log's rows: a line cut short by
+    a kill is left out); an empty cell, as of a tick that logged no SWD, becomes NaN."""
+    rows = read_log(log_csv)
     names = [n for panel in LOSS_PANELS + [SWD_PANEL] for n, _ in panel[2]]
     return {name: [_number(r.get(name)) for r in rows] for name in ["kimg"] + names}
 
@@ -219,7 +218,7 @@ def training_curves(log_csv: str | os.PathLike, out_losses: str | os.PathLike, o
                     *, title: str = "") -> int:
     """Loss, D output, R1 and ADA-p panels (one chart) and the SWD curve (another) over kimg.
     Returns the number of logged ticks."""
-    cols = read_log(log_csv)
+    cols = log_columns(log_csv)
     prefix = f"{title}: " if title else ""
     xspan = _span(cols["kimg"], pad=0.0)
 

@@ -9,7 +9,6 @@ format (weights.py), which the stages after training load without importing this
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -35,6 +34,7 @@ from .media import save_png, tile
 from .records import dataset_fingerprint, training_dataset
 from .runlog import SetupError, logged, progress
 from .tables import atomic_open, atomic_path, write_tsv
+from .trainlog import append_log, read_log, write_log
 from .train_config import ARCH_KEYS, WEIGHTLESS_KEYS, TrainConfig
 from .trainer import Trainer, cluster_resolver, is_chief, make_strategy, step_batches
 
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_RE = re.compile(r"^snapshot-(\d{12})$")
 CHECKSUMS = "SHA256SUMS"  # in sha256sum's format: `sha256sum -c SHA256SUMS` checks a snapshot by hand
-LOG_COLUMNS = ["kimg", "tick", "step", "seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec", "data_wait_pct",
-               "loss_g", "loss_d", "r1", "pl", "d_real", "d_fake", "augment_p", "swd", "frame"]
 
 
 def _digest(obj: Any) -> str:
@@ -211,40 +209,6 @@ def _transfer_source(path: Path) -> tuple[Path, dict[str, Any]]:
     return snaps[-1], weights.read_json(snaps[-1] / "meta.json")["architecture"]
 
 
-def _read_log(path: Path) -> list[dict[str, str]]:
-    """Rows of a per-tick log; a line cut short by a kill is dropped (it is re-made). A log
-    written before a column existed keeps its rows, the new column left empty."""
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        header = reader.fieldnames or []
-    good = []
-    for row in rows:
-        try:
-            float(row["kimg"])
-        except (TypeError, ValueError, KeyError):
-            continue
-        if None not in row.values() and len(row) == len(header) and set(header) <= set(LOG_COLUMNS):
-            good.append({c: row.get(c, "") for c in LOG_COLUMNS})
-    return good
-
-
-def _write_log(path: Path, rows: list[dict]) -> None:
-    with atomic_open(path) as fh:
-        writer = csv.DictWriter(fh, LOG_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _append_log(path: Path, row: dict) -> None:
-    with open(path, "a", encoding="utf-8", newline="") as fh:
-        csv.DictWriter(fh, LOG_COLUMNS, lineterminator="\n").writerow(row)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def _save_grid(images: np.ndarray, cols: int, rows: int, cell_px: int, path: Path) -> None:
     u8 = networks.to_uint8(images)
     _, h, w, _ = u8.shape
@@ -322,7 +286,7 @@ def _export(trainer: Trainer, meta: dict, rows: list[dict], run_dir: Path, out_d
             shutil.copyfile(run_dir / "frames" / name, tmp)
     write_tsv(out_dir / "frames.tsv", ({"kimg": row["kimg"], "path": frames / row["frame"]} for row in rows),
               ["kimg", "path"])
-    _write_log(out_dir / "log.csv", rows)
+    write_log(out_dir / "log.csv", rows)
 
 
 # ----- the training run -------------------------------------------------------------------
@@ -382,7 +346,7 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
                  f" with changed settings: {'; '.join(changes)}" if changes else "")
         if init_from is not None:
             log.info("init_from=%s ignored: %s continues its own snapshot", init_from, run_dir)
-        rows = [r for r in _read_log(log_path) if float(r["kimg"]) <= meta["kimg"] + 1e-9]
+        rows = [r for r in read_log(log_path) if float(r["kimg"]) <= meta["kimg"] + 1e-9]
     else:
         rows = []
         if chief:
@@ -394,7 +358,7 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
             transferred_from = source
             log.info("initialised %s from %s", run_dir, source)
     if chief:
-        _write_log(log_path, rows)
+        write_log(log_path, rows)
         for stale in frames_dir.glob("*.png") if frames_dir.is_dir() else []:
             if stale.name not in {r["frame"] for r in rows}:
                 stale.unlink()
@@ -440,7 +404,7 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
                "swd": f"{scores['swd']:.4f}" if scores else "", "frame": frame}
         for key in ("loss_g", "loss_d", "r1", "pl", "d_real", "d_fake"):
             row[key] = f"{stats[key]:.5f}" if key in stats else ""
-        _append_log(log_path, row)
+        append_log(log_path, row)
         scalars = {**stats, **scores}
         if row["sec_per_kimg"]:
             scalars["sec_per_kimg"] = float(row["sec_per_kimg"])

@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ganflow"
 GROUND = {
     "annotate", "augment", "config", "contact", "convnets", "devices", "digest", "drawing", "imaging", "inversion",
     "latents", "losses", "media", "names", "networks", "records", "runlog", "running", "swd", "tables", "trainer",
+    "trainlog",
     "train_config", "weights",
 }
 

@@ -23,7 +23,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from ganflow import networks, records, swd, train, weights
+from ganflow import networks, records, swd, train, trainlog, weights
 from ganflow import dataset as dataset_lib
 from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv, write_tsv
@@ -45,7 +45,7 @@ RUN = dict(TINY, tick_kimg=0.128, total_kimg=0.768, snapshot_ticks=1, keep_snaps
            augment=True, augment_p=0.1, ada_target=0.6, ada_kimg=100.0)
 RUN_IMAGES = 60
 # log.csv columns that must be equal between runs: all but the timings
-LOG_EQUAL = [c for c in train.LOG_COLUMNS
+LOG_EQUAL = [c for c in trainlog.LOG_COLUMNS
              if c not in ("seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec", "data_wait_pct")]
 
 
@@ -409,7 +409,7 @@ def test_resume_after_kill_is_bit_identical(finished_run: Run, tmp_path: Path) -
             first = wait_for(lambda: list(run_dir.glob("snapshots/snapshot-*")))
             # A tick as this machine runs it now, then a random moment within the next two:
             # a step, an SWD, a frame or a snapshot being written (but well before 0.768).
-            tick = wait_for(lambda: len(train._read_log(run_dir / "log.csv")) >= 3) - first
+            tick = wait_for(lambda: len(trainlog.read_log(run_dir / "log.csv")) >= 3) - first
             time.sleep(rng.uniform(0, 2 * tick))
             assert child.poll() is None, child_log.read_text()[-3000:]
         finally:
@@ -578,9 +578,9 @@ def test_swd_is_small_for_same_distribution_and_grows_with_difference() -> None:
 def test_a_log_from_before_a_new_column_keeps_its_rows(tmp_path: Path) -> None:
     """Resuming a run whose log.csv predates a column (data_wait_pct) keeps the earlier
     ticks; a line cut short by a kill is still dropped."""
-    old = [c for c in train.LOG_COLUMNS if c != "data_wait_pct"]
+    old = [c for c in trainlog.LOG_COLUMNS if c != "data_wait_pct"]
     rows = [",".join(str(i) if c in ("kimg", "tick") else "1" for c in old) for i in (1, 2)]
     (tmp_path / "log.csv").write_text("\n".join([",".join(old), *rows, "3,3,1"]) + "\n")
-    read = train._read_log(tmp_path / "log.csv")
-    assert [r["kimg"] for r in read] == ["1", "2"] and list(read[0]) == train.LOG_COLUMNS
+    read = trainlog.read_log(tmp_path / "log.csv")
+    assert [r["kimg"] for r in read] == ["1", "2"] and list(read[0]) == trainlog.LOG_COLUMNS
     assert read[0]["data_wait_pct"] == "" and read[0]["loss_g"] == "1"

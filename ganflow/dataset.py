@@ -30,12 +30,16 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageCms
 
+from .config import defaults
 from .imaging import ImageRejected, decode_srgb, sha256_file
 from .records import COMPRESSION, DCT_METHOD, META
 from .runlog import SetupError, progress
 from .tables import atomic_open, atomic_path, read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
+
+# Defaults of the config sections this module serves (config/schema.yaml).
+_DEFAULTS = defaults("tfrecords")
 
 SKIPPED = "skipped.tsv"
 SKIPPED_COLUMNS = ["image", "path", "reason", "detail"]
@@ -45,7 +49,7 @@ _FORMATS = {"JPEG": "jpg", "PNG": "png"}
 
 def pack(manifests: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
          keep: str | os.PathLike | None = None, shards: int, seed: int,
-         resolution: int | None = None, verbose: bool = False) -> dict:
+         resolution: int | None = None, verbose: bool = _DEFAULTS["verbose"]) -> dict:
     """Pack the images listed in the images manifests into `shards` TFRecord shards.
 
     `resolution` None takes the most common square size in the manifests; manifest paths are

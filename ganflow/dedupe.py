@@ -40,10 +40,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .config import defaults
 from .runlog import SetupError
 from .tables import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
+
+# Defaults of the config sections this module serves (config/schema.yaml).
+_DEFAULTS = defaults("dedupe")
 
 DEDUPE_COLUMNS = ["crop", "cluster", "keep", "kind", "distance", "why"]
 # lossless, quality and upscaled are optional: a table without them compares copies by size;
@@ -86,7 +90,7 @@ def parse_phash(value: str | int | None) -> int | None:
 
 
 def find_clusters(crops: Sequence[str], sha256: Sequence[str], phash: Sequence[str | int | None],
-                  areas: Sequence[int], threshold: int = 4, *, lossless: Sequence[bool] | None = None,
+                  areas: Sequence[int], threshold: int = _DEFAULTS["threshold"], *, lossless: Sequence[bool] | None = None,
                   upscaled: Sequence[bool] | None = None, quality: Sequence[int] | None = None,
                   sources: Sequence[str] | None = None, source_phash: Sequence[Sequence[str | int | None]] | None = None,
                   boxes: np.ndarray | None = None, face_phash: Sequence[str | int | None] | None = None,
@@ -364,7 +368,7 @@ def _keepers(labels: np.ndarray, merit: Sequence[np.ndarray], crops: Sequence[st
 
 
 def dedupe(clean_tsvs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike,
-           shard_dir: str | os.PathLike, threshold: int = 4) -> dict:
+           shard_dir: str | os.PathLike, threshold: int = _DEFAULTS["threshold"]) -> dict:
     """Cluster every kept crop of all clean manifests; write dedupe.tsv and one
     dedupe/{shard}.tsv per input manifest (even when empty), so each images shard
     depends only on its own slice. Returns counts for the report. An empty shard is

@@ -27,8 +27,12 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from .config import defaults
 from .drawing import EYES, HAIR, Drawing, draw_manga_page, draw_picture
 from .tables import atomic_open, write_tsv
+
+# Defaults of the config sections this module serves (config/schema.yaml).
+_DEFAULTS = defaults("demo")
 
 #: truth.tsv: file is relative to the root (where it would be, for `missing`), dup_of the
 #: duplicated id, box the drawn face as "x,y,w,h", metadata the JSON-lines file of the post.
@@ -252,7 +256,7 @@ def _relpath(post: _Post) -> str:
     return f"original/{post.id % 1000:04d}/{post.id}.{post.ext}"
 
 
-def make_mirror(root: str | Path, *, n_faces: int = 120, seed: int = 0,
+def make_mirror(root: str | Path, *, n_faces: int = _DEFAULTS["n_faces"], seed: int = _DEFAULTS["seed"],
                 canvas: tuple[int, int] = (256, 448), face: tuple[int, int] = (90, 200)) -> dict[str, int]:
     """Write a small Danbooru-style mirror under `root` and return how many posts of each kind.
 

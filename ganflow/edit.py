@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from . import networks
 from .annotate import caption, labelled_grid
+from .config import defaults
 from .convnets import Tagger
 from .latents import (DEFAULT_PSI, Directions, load_directions, load_w, map_latents, parse_seeds, render,
                       save_directions, seed_ws, w_samples)
@@ -41,7 +42,12 @@ from .weights import load_export
 
 log = logging.getLogger(__name__)
 
-STRENGTHS = (-3.0, -1.5, 0.0, 1.5, 3.0)
+# Defaults of the config sections this module serves (config/schema.yaml).
+_DEFAULTS = defaults("edit")
+_BOUNDARY = defaults("edit.boundary")
+_VIDEO = defaults("edit.video")
+STRENGTHS = tuple(_DEFAULTS["strengths"])  # figure columns, in standard deviations of w
+
 TAG_COLUMNS = ["direction", "tag", "precision", "recall", "boundary_accuracy", "score_minus", "score_zero",
                "score_plus"]
 SCORE_COLUMNS = ["seed", "strength", "score"]
@@ -76,7 +82,7 @@ def _directions(prefix: str, vectors: np.ndarray, w: np.ndarray, layers: tuple[i
                       np.tile(np.array(layers, np.int64), (len(vectors), 1)))
 
 
-def sefa(G: networks.Generator, k: int, *, layers: str = "all", samples: int = 10000) -> Directions:
+def sefa(G: networks.Generator, k: int, *, layers: str = "all", samples: int = _DEFAULTS["samples"]) -> Directions:
     """The k directions that change the styles of `layers` most (each style channel's weight
     column normalised first, so no channel dominates by its scale)."""
     _check_k(G, k)
@@ -92,7 +98,7 @@ def sefa(G: networks.Generator, k: int, *, layers: str = "all", samples: int = 1
     return _directions("sefa", top, w_samples(G, samples), (start, stop))
 
 
-def ganspace(G: networks.Generator, k: int, *, samples: int = 10000) -> Directions:
+def ganspace(G: networks.Generator, k: int, *, samples: int = _DEFAULTS["samples"]) -> Directions:
     """The top k principal components of sampled w."""
     _check_k(G, k)
     w = w_samples(G, samples)
@@ -100,8 +106,8 @@ def ganspace(G: networks.Generator, k: int, *, samples: int = 10000) -> Directio
     return _directions("ganspace", vt[:k], w, (0, G.num_ws))
 
 
-def make_directions(G: networks.Generator, method: str, out_npz: str | os.PathLike, *, k: int = 5,
-                    layers: str = "all", samples: int = 10000) -> Directions:
+def make_directions(G: networks.Generator, method: str, out_npz: str | os.PathLike, *, k: int = _DEFAULTS["k"],
+                    layers: str = "all", samples: int = _DEFAULTS["samples"]) -> Directions:
     """The edit_sefa and edit_ganspace rules."""
     if method == "sefa":
         d = sefa(G, k, layers=layers, samples=samples)
@@ -117,7 +123,7 @@ def make_directions(G: networks.Generator, method: str, out_npz: str | os.PathLi
 # ----- figures and videos ------------------------------------------------------------------
 
 
-def direction_figure(G: networks.Generator, d: Directions, out_png: str | os.PathLike, *, seed: int = 0,
+def direction_figure(G: networks.Generator, d: Directions, out_png: str | os.PathLike, *, seed: int = _DEFAULTS["seed"],
                      strengths: Sequence[float] = STRENGTHS, psi: float = DEFAULT_PSI,
                      names: Sequence[str] | None = None) -> Path:
     """Rows: directions; columns: strengths; every cell the seed's image moved that far."""
@@ -130,8 +136,8 @@ def direction_figure(G: networks.Generator, d: Directions, out_png: str | os.Pat
 
 
 def direction_video(G: networks.Generator, d: Directions, out_mp4: str | os.PathLike, *,
-                    seeds: Sequence[int] | str = "0-3", strength: float = 3.0, seconds: float = 2.0,
-                    fps: float = 24.0, psi: float = DEFAULT_PSI, batch: int = 16, crf: float = 23) -> dict:
+                    seeds: Sequence[int] | str = _DEFAULTS["seeds"], strength: float = _VIDEO["strength"], seconds: float = _VIDEO["seconds"],
+                    fps: float = _VIDEO["fps"], psi: float = DEFAULT_PSI, batch: int = 16, crf: float = _VIDEO["crf"]) -> dict:
     """Each direction in turn, the seeds side by side swinging from 0 to +strength, to
     -strength and back (one sine period per direction), captioned with the name."""
     seeds = parse_seeds(seeds)
@@ -157,7 +163,7 @@ def direction_video(G: networks.Generator, d: Directions, out_mp4: str | os.Path
 # ----- tag directions ----------------------------------------------------------------------
 
 
-def label_samples(G: networks.Generator, T: Tagger, n: int, *, seed: int = 0, psi: float = 1.0,
+def label_samples(G: networks.Generator, T: Tagger, n: int, *, seed: int = _BOUNDARY["seed"], psi: float = 1.0,
                   batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """w [n, w_dim] of n fresh samples and the tagger's scores [n, tags] of their images."""
     z = np.random.RandomState(seed).randn(n, G.z_dim).astype(np.float32)
@@ -218,8 +224,8 @@ def conditional(normal: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
     return rest / size
 
 
-def tag_directions(G: networks.Generator, T: Tagger, *, samples: int = 2000, seed: int = 0,
-                   quantile: float = 0.3, conditions: Mapping[str, Sequence[str]] | None = None
+def tag_directions(G: networks.Generator, T: Tagger, *, samples: int = _BOUNDARY["samples"], seed: int = _BOUNDARY["seed"],
+                   quantile: float = _BOUNDARY["quantile"], conditions: Mapping[str, Sequence[str]] | None = None
                    ) -> tuple[Directions, dict[str, float]]:
     """A direction tag-<tag> per tagger tag, and tag-<tag>-cond for each tag of `conditions`
     (orthogonal to the listed tags' directions); and each boundary's held-out accuracy."""
@@ -261,9 +267,9 @@ def tag_scores(G: networks.Generator, T: Tagger, d: Directions, name: str, seeds
 
 
 def make_tag_directions(G: networks.Generator, T: Tagger, out_npz: str | os.PathLike,
-                        out_tsv: str | os.PathLike, *, samples: int = 2000, seed: int = 0, quantile: float = 0.3,
+                        out_tsv: str | os.PathLike, *, samples: int = _DEFAULTS["samples"], seed: int = _DEFAULTS["seed"], quantile: float = _BOUNDARY["quantile"],
                         conditions: Mapping[str, Sequence[str]] | None = None, seeds: Sequence[int] | str = "0-15",
-                        strength: float = 3.0, psi: float = DEFAULT_PSI) -> Directions:
+                        strength: float = _VIDEO["strength"], psi: float = DEFAULT_PSI) -> Directions:
     """The edit_boundaries rule: the tag directions, and per direction the tagger's held-out
     precision and recall, the boundary's held-out accuracy and the tagger's mean score of
     `seeds` moved by -strength, 0 and +strength (the edit works if it rises)."""
@@ -288,7 +294,7 @@ def make_tag_directions(G: networks.Generator, T: Tagger, out_npz: str | os.Path
 
 
 def tag_figure(G: networks.Generator, T: Tagger, d: Directions, name: str, out_png: str | os.PathLike,
-               out_tsv: str | os.PathLike, *, seeds: Sequence[int] | str = "0-3",
+               out_tsv: str | os.PathLike, *, seeds: Sequence[int] | str = _DEFAULTS["seeds"],
                strengths: Sequence[float] = STRENGTHS, psi: float = DEFAULT_PSI) -> Path:
     """One tag direction: rows seeds, columns strengths, each column labelled with the
     tagger's mean score there; every cell's score in the TSV."""

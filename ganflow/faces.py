@@ -162,7 +162,7 @@ def min_face(cascade: cv2.CascadeClassifier, width: int, height: int, p: FacePar
 
 
 def crop_box(box: tuple[int, int, int, int], margin: float, square: bool, width: int, height: int,
-             framing: str = "face") -> tuple[int, int, int, int]:
+             framing: str = _DEFAULTS["framing"]) -> tuple[int, int, int, int]:
     """Grow a detection by its framing's margins (face: `margin` of its size on each side;
     portrait: PORTRAIT_*), optionally to a square about the grown box's centre, shifted (not
     shrunk) to stay inside the image where it fits, else clipped to the image."""

@@ -27,12 +27,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .config import defaults
 from .imaging import ImageRejected, centre_square, fit_square, load_srgb
 from .names import safe_id
 from .runlog import SetupError, progress
 from .tables import read_tsv, remove_stale, write_if_changed, write_tsv
 
 log = logging.getLogger(__name__)
+
+# Defaults of the config sections this module serves (config/schema.yaml).
+_DEFAULTS = defaults("images")
 
 IMAGE_COLUMNS = ["image", "id", "path", "source", "box", "width", "height", "format", "sha256", "upscale"]
 REJECT_COLUMNS = ["image", "id", "path", "reason", "detail"]
@@ -61,8 +65,8 @@ class Upscaler:
     folder name, or 'auto' (the first of AUTO_MODELS that passes its self-test).
     """
 
-    def __init__(self, method: str = "auto", *, noise: int = 1, threads: int = 1,
-                 gpu: str | int = "auto", model: str = "auto"):
+    def __init__(self, method: str = "auto", *, noise: int = _DEFAULTS["noise"], threads: int = 1,
+                 gpu: str | int = _DEFAULTS["gpu"], model: str = _DEFAULTS["model"]):
         if method not in ("auto", "waifu2x", "lanczos"):
             raise ValueError(f"upscaler must be auto, waifu2x or lanczos, not {method!r}")
         if noise not in range(-1, 4) or threads < 1:
@@ -196,7 +200,7 @@ def render(img: Image.Image, size: int, upscaler: Upscaler) -> tuple[Image.Image
     return fit_square(square, size), how
 
 
-def encode(img: Image.Image, fmt: str, quality: int = 95) -> bytes:
+def encode(img: Image.Image, fmt: str, quality: int = _DEFAULTS["quality"]) -> bytes:
     """JPEG at `quality` with full-resolution chroma (4:4:4: 4:2:0 smears coloured line
     art), or PNG; no alpha, no ICC profile (the pixels are sRGB)."""
     buf = io.BytesIO()
@@ -208,7 +212,7 @@ def encode(img: Image.Image, fmt: str, quality: int = 95) -> bytes:
 
 
 def make_images(clean_tsv: str | os.PathLike, dedupe_tsv: str | os.PathLike, out_dir: str | os.PathLike,
-                out_tsv: str | os.PathLike, *, resolution: int, fmt: str = "jpg", quality: int = 95,
+                out_tsv: str | os.PathLike, *, resolution: int, fmt: str = "jpg", quality: int = _DEFAULTS["quality"],
                 upscaler: Upscaler) -> dict:
     """Write the final images of one shard and their manifest.
 

@@ -13,11 +13,15 @@ import os
 from fractions import Fraction
 from pathlib import Path
 
+from .config import defaults
 from .contact import SHEET_ITEMS, dropped_sheets, read_ranking
 from .runlog import SetupError
 from .tables import write_tsv
 
 log = logging.getLogger(__name__)
+
+# Defaults of the config sections this module serves (config/schema.yaml).
+_DEFAULTS = defaults("rank")
 
 KEEP_COLUMNS = ["image", "score"]
 
@@ -29,7 +33,7 @@ def share_count(share: float, n: int) -> int:
 
 
 def make_keep(rank_tsv: str | os.PathLike, out_keep_tsv: str | os.PathLike, *, drop_lowest: float,
-              drop_highest: float = 0.0, sheets_dir: str | os.PathLike, thumb: int = 64,
+              drop_highest: float = _DEFAULTS["drop_highest"], sheets_dir: str | os.PathLike, thumb: int = 64,
               sheet_items: int = SHEET_ITEMS) -> dict:
     """Keep all but the lowest floor(drop_lowest * n) and the highest floor(drop_highest * n)
     of the n scored images; write keep.tsv (image, score in rank order) and the contact

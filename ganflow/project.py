@@ -32,9 +32,12 @@ from .weights import load_export
 
 log = logging.getLogger(__name__)
 
+# Defaults of the config sections this module serves (config/schema.yaml).
+_VIDEO = defaults("project.video")
+
 
 def projection_video(target: np.ndarray, frames: Sequence[tuple[int, np.ndarray]], steps: int,
-                     out_mp4: str | os.PathLike, *, fps: float = 24.0, crf: float = 23) -> None:
+                     out_mp4: str | os.PathLike, *, fps: float = _VIDEO["fps"], crf: float = _VIDEO["crf"]) -> None:
     """target | current image at each kept step, enlarged and captioned with the step."""
     res = target.shape[0]
     shown = [even_frame(caption(labelled_grid(np.concatenate([target, img], 1), res, res,
@@ -45,8 +48,8 @@ def projection_video(target: np.ndarray, frames: Sequence[tuple[int, np.ndarray]
 
 
 def project_file(G: networks.Generator, features: Features, target_path: str | os.PathLike, out_dir: str | os.PathLike,
-                 settings: Settings = Settings(), *, start: np.ndarray | None = None, frames: int = 48,
-                 fps: float = 24.0, crf: float = 23, distance_name: str = "") -> Projection:
+                 settings: Settings = Settings(), *, start: np.ndarray | None = None, frames: int = _VIDEO["frames"],
+                 fps: float = _VIDEO["fps"], crf: float = _VIDEO["crf"], distance_name: str = "") -> Projection:
     """The project rule: out_dir/w.npz, reconstruction.png, sheet.png (target |
     reconstruction) and optimisation.mp4 for one image file."""
     out_dir = Path(out_dir)

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import networks
+from .config import defaults
 from .contact import ranking_sheets
 from .imaging import ImageRejected, fit_square, load_srgb, to_array
 from .names import IMAGE_EXTS
@@ -36,6 +37,9 @@ from .tables import read_tsv, write_tsv
 from .weights import load_export
 
 log = logging.getLogger(__name__)
+
+# Defaults of the config sections this module serves (config/schema.yaml).
+_DEFAULTS = defaults("rank")
 
 RANK_COLUMNS = ["image", "path", "score", "rank", "reason", "detail"]
 
@@ -62,7 +66,7 @@ def _score(D: Scorer, batches: Iterable[tuple[list[str], np.ndarray]],
 
 
 def score_dataset(D: Scorer, dataset_dir: str | os.PathLike, *, paths: Mapping[str, str] | None = None,
-                  batch_size: int = 64) -> list[dict]:
+                  batch_size: int = _DEFAULTS["batch_size"]) -> list[dict]:
     """A row per record of a packed dataset, read at D's resolution (as training read it)."""
     paths = paths or {}
     count = read_meta(dataset_dir)["count"]
@@ -81,7 +85,7 @@ def _folder_files(folder: Path) -> list[Path]:
 
 
 def score_folder(D: Scorer, folder: str | os.PathLike, *, resolution: int | None = None,
-                 batch_size: int = 64) -> list[dict]:
+                 batch_size: int = _DEFAULTS["batch_size"]) -> list[dict]:
     """A row per image file under `folder` (hidden files aside): each is decoded to sRGB, cut
     to its centred square and resized to D's resolution as the images stage would; a
     file that cannot be decoded gets a row with its reason instead of a score. The
@@ -138,7 +142,7 @@ def image_paths(manifests: Sequence[str | os.PathLike]) -> dict[str, str]:
 
 def rank_dataset(export_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
                  manifests: Sequence[str | os.PathLike], out_tsv: str | os.PathLike, *,
-                 batch_size: int = 64) -> int:
+                 batch_size: int = _DEFAULTS["batch_size"]) -> int:
     """The rank rule: the exported D of a round scores that round's dataset."""
     _, D, _ = load_export(export_dir)
     rows = score_dataset(D, dataset_dir, paths=image_paths(manifests), batch_size=batch_size)
@@ -146,7 +150,7 @@ def rank_dataset(export_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
 
 
 def rank_folder(export_dir: str | os.PathLike, folder: str | os.PathLike, out_tsv: str | os.PathLike, *,
-                batch_size: int = 64) -> int:
+                batch_size: int = _DEFAULTS["batch_size"]) -> int:
     """Any folder of images scored by any exported run."""
     _, D, _ = load_export(export_dir)
     return write_rank(score_folder(D, folder, batch_size=batch_size), out_tsv)

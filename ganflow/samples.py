@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from . import networks
+from .config import defaults
 from .latents import map_latents, parse_seeds, random_noise, render, seed_z
 from .media import grid_columns, save_png, tile
 from .names import sample_name
@@ -23,10 +24,13 @@ from .tables import remove_stale
 
 log = logging.getLogger(__name__)
 
+# Defaults of the config sections this module serves (config/schema.yaml).
+_DEFAULTS = defaults("samples")
+
 
 def make_samples(G: networks.Generator, seeds: Sequence[int] | str | int, psi: float,
-                 out_dir: str | os.PathLike, grid_png: str | os.PathLike, *, noise_mode: str = "const",
-                 batch_size: int = 16, grid_max: int = 64, grid_cell: int = 256) -> list[Path]:
+                 out_dir: str | os.PathLike, grid_png: str | os.PathLike, *, noise_mode: str = _DEFAULTS["noise_mode"],
+                 batch_size: int = _DEFAULTS["batch_size"], grid_max: int = _DEFAULTS["grid_max"], grid_cell: int = _DEFAULTS["grid_cell"]) -> list[Path]:
     """Write seedNNNNNN.png per seed into out_dir (removing other seeds' PNGs left by an
     earlier config) and a grid of the first `grid_max` seeds, cells at most `grid_cell` px.
 

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 
 from . import networks
 from .annotate import caption
+from .config import defaults
 from .imaging import ImageRejected, load_srgb, to_array
 from .latents import DEFAULT_PSI
 from .media import encode_batches, encode_video, even, tile_frames
@@ -30,6 +31,12 @@ from .runlog import SetupError
 from .tables import read_tsv
 
 log = logging.getLogger(__name__)
+
+# Defaults of the config sections this module serves (config/schema.yaml).
+_VIDEOS = defaults("videos")
+_PROGRESS = defaults("videos.progress")
+_INTERPOLATION = defaults("videos.interpolation")
+_STYLE_MIXING = defaults("videos.style_mixing")
 
 # Fourier terms whose Gaussian gain is below this are left out of a latent walk.
 _WALK_GAIN_FLOOR = 1e-4
@@ -72,8 +79,8 @@ def _progress_rows(frames_tsvs: Sequence[str | os.PathLike]
 
 
 def progress_video(frames_tsvs: Sequence[str | os.PathLike], out_mp4: str | os.PathLike, *,
-                   fps_in: float = 10.0, fps_out: float = 25.0, crf: float = 33, scale: float = 0.5,
-                   tune: str | None = "animation", preset: str = "medium") -> dict[str, Any]:
+                   fps_in: float = _PROGRESS["fps_in"], fps_out: float = _PROGRESS["fps_out"], crf: float = _PROGRESS["crf"], scale: float = _PROGRESS["scale"],
+                   tune: str | None = _PROGRESS["tune"], preset: str = _PROGRESS["preset"]) -> dict[str, Any]:
     """The fakes grids of all rounds, each shown for 1/fps_in s in a fps_out video, with its
     round and kimg in the top-left corner.
 
@@ -163,10 +170,10 @@ def _frame_count(duration: float, fps: float) -> int:
     return count
 
 
-def interpolation_video(G: networks.Generator, out_mp4: str | os.PathLike, *, grid: Sequence[int] = (4, 3),
-                        duration: float = 60.0, fps: float = 30.0, smoothing_sec: float = 1.0, seed: int = 0,
-                        psi: float = DEFAULT_PSI, batch: int = 32, noise_mode: str = "const", crf: float = 23,
-                        preset: str = "medium", tune: str | None = "animation") -> dict[str, Any]:
+def interpolation_video(G: networks.Generator, out_mp4: str | os.PathLike, *, grid: Sequence[int] = _INTERPOLATION["grid"],
+                        duration: float = _INTERPOLATION["duration"], fps: float = _INTERPOLATION["fps"], smoothing_sec: float = _INTERPOLATION["smoothing_sec"], seed: int = _INTERPOLATION["seed"],
+                        psi: float = DEFAULT_PSI, batch: int = _VIDEOS["batch"], noise_mode: str = _INTERPOLATION["noise_mode"], crf: float = _INTERPOLATION["crf"],
+                        preset: str = _INTERPOLATION["preset"], tune: str | None = _INTERPOLATION["tune"]) -> dict[str, Any]:
     """A cols x rows grid of independent looping walks through z; `batch` images per
     generator call. Noise is held fixed ('const') so that only the latents move."""
     cols, rows = (int(v) for v in grid)
@@ -188,10 +195,10 @@ def interpolation_video(G: networks.Generator, out_mp4: str | os.PathLike, *, gr
 
 
 def style_mixing_video(G: networks.Generator, out_mp4: str | os.PathLike, *, kind: str = "coarse",
-                       destinations: int | None = None, duration: float = 60.0, fps: float = 30.0,
-                       smoothing_sec: float = 1.0, seed: int = 0, psi: float = DEFAULT_PSI, batch: int = 32,
-                       noise_mode: str = "const", crf: float = 23, preset: str = "medium",
-                       tune: str | None = "animation") -> dict[str, Any]:
+                       destinations: int | None = None, duration: float = _STYLE_MIXING["duration"], fps: float = _STYLE_MIXING["fps"],
+                       smoothing_sec: float = _STYLE_MIXING["smoothing_sec"], seed: int = _STYLE_MIXING["seed"], psi: float = DEFAULT_PSI, batch: int = _VIDEOS["batch"],
+                       noise_mode: str = _STYLE_MIXING["noise_mode"], crf: float = _STYLE_MIXING["crf"], preset: str = _STYLE_MIXING["preset"],
+                       tune: str | None = _STYLE_MIXING["tune"]) -> dict[str, Any]:
     """A source face walking through z (left) and fixed destination faces that take its
     `kind` styles (networks.style_groups: which w indices drive coarse, middle or fine
     resolutions of this model) and keep their own styles for the other layers."""

@@ -115,37 +115,53 @@ CONFIGURED_BY = {
 }
 
 
-def _literal_settings(module: str):
-    """(line, name, value) of every class field and module constant holding a literal."""
+def _literal_defaults(module: str):
+    """(line, name, value) of every class field, module constant and function parameter
+    whose default is a literal."""
     tree = ast.parse((REPO / "ganflow" / f"{module}.py").read_text(encoding="utf-8"))
-    scopes = [tree] + [n for n in tree.body if isinstance(n, ast.ClassDef)]
-    for scope in scopes:
-        for node in scope.body:
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-                name, value = node.target.id, node.value
-            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                name, value = node.targets[0].id, node.value
-            else:
-                continue
+    for node in ast.walk(tree):
+        pairs = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            positional = args.posonlyargs + args.args
+            pairs += zip((a.arg for a in positional[len(positional) - len(args.defaults):]), args.defaults)
+            pairs += [(a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            pairs.append((node.target.id, node.value))
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            pairs.append((node.targets[0].id, node.value))
+        for name, value in pairs:
             try:
                 yield node.lineno, name, ast.literal_eval(value)
             except ValueError:
                 continue
 
 
+def _same(value, default) -> bool:
+    """Equal as settings: 24 and 24.0 alike, a tuple and a list alike, but never True and 1."""
+    number = (int, float)
+    if isinstance(value, (list, tuple, dict)) or isinstance(default, (list, tuple, dict)):
+        seq = (list, tuple)
+        return (list(value) == list(default) if isinstance(value, seq) and isinstance(default, seq)
+                else value == default and bool(value))
+    if isinstance(value, bool) or isinstance(default, bool) or not isinstance(value, number):
+        return value is not None and type(value) is type(default) and value == default
+    return isinstance(default, number) and value == default
+
+
 def test_each_default_is_written_once_in_the_schema():
-    """A settings field or constant that repeats a schema default as a literal would drift from
-    it: the library reads config.defaults(section) instead."""
+    """A settings field, constant or parameter that repeats a schema default as a literal would
+    drift from it: the library reads config.defaults(section) instead."""
     repeats = []
     for module, sections in CONFIGURED_BY.items():
         known = {}
         for section in sections:
             for key, value in config.defaults(section).items():
                 known.setdefault(key, []).append((section or "(top)", value))
-        for line, name, value in _literal_settings(module):
+        for line, name, value in _literal_defaults(module):
             key = name.lower().removeprefix("default_")
             for section, default in known.get(key, []):
-                if value == default and value is not None and type(value) is type(default):
+                if _same(value, default):
                     repeats.append(f"ganflow/{module}.py:{line} {name} = {value!r} repeats {section}.{key}")
     assert not repeats, repeats
 

@@ -20,8 +20,23 @@ class ConfigError(ValueError):
     """The one-sentence message names the offending key."""
 
 
+# Keys renamed so that each name has one meaning: old key -> (new key, what it holds).
+RENAMED = {"select": ("ids", "the ids stage's filters"), "tfrecords": ("dataset", "the dataset stage's settings")}
+
+
+def _renamed(config: dict) -> None:
+    """A config written before the renames gets the new name in one sentence."""
+    if isinstance(config.get("dataset"), str):
+        raise ConfigError(f"config key dataset now holds the dataset stage's settings (it was tfrecords:); "
+                          f"name the run with run: {config['dataset']} instead")
+    for old, (new, what) in RENAMED.items():
+        if old in config:
+            raise ConfigError(f"config key {old} is now {new} ({what}); rename it")
+
+
 def validate(config: dict, schema_path: str | Path) -> dict:
     """Return a copy of `config` with schema defaults filled in, or raise ConfigError."""
+    _renamed(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))

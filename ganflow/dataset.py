@@ -39,7 +39,7 @@ from .tables import atomic_open, atomic_path, read_tsv, write_tsv
 log = logging.getLogger(__name__)
 
 # Defaults of the config sections this module serves (config/schema.yaml).
-_DEFAULTS = defaults("tfrecords")
+_DEFAULTS = defaults("dataset")
 
 SKIPPED = "skipped.tsv"
 SKIPPED_COLUMNS = ["image", "path", "reason", "detail"]

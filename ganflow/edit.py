@@ -347,7 +347,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m ganflow.edit"
                                      description="Move generated or projected images along a named direction.")
     parser.add_argument("--run", required=True, help="a training run's export directory (holding generator/)")
     parser.add_argument("--directions", required=True,
-                        help="a directions file: results/<dataset>/edits/{sefa,ganspace,tags}.npz")
+                        help="a directions file: results/<run>/edits/{sefa,ganspace,tags}.npz")
     parser.add_argument("--direction", required=True, help="its name, e.g. sefa-0 or tag-blonde_hair")
     parser.add_argument("--strength", type=float, action="append", required=True,
                         help="in standard deviations of w along the direction (repeatable)")

@@ -139,7 +139,7 @@ class Run:
 
 
 def find_run(path: str | Path) -> Run:
-    """An export directory (holding export.json), or results/<dataset>/: then its last
+    """An export directory (holding export.json), or results/<run>/: then its last
     round's export, or its imported generator when it was not trained here."""
     path = Path(path)
     if (path / MANIFEST).is_file():
@@ -151,7 +151,7 @@ def find_run(path: str | Path) -> Run:
         exports = [path / "imported"]
     if not exports:
         raise SetupError(f"{path} holds no exported generator (no {MANIFEST}, no round-*/train/{MANIFEST}, no "
-                         f"imported/{MANIFEST}); give a run's export directory or results/<dataset>/")
+                         f"imported/{MANIFEST}); give a run's export directory or results/<run>/")
     return Run(exports[-1], path / "edits", path / "project")
 
 
@@ -806,7 +806,7 @@ def serve(explorer: Explorer, host: str, port: int, names: Sequence[str] = ()) -
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m ganflow.explore") -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Explore a trained generator in the browser.")
-    parser.add_argument("run", help="a run's export directory (holding export.json) or results/<dataset>/")
+    parser.add_argument("run", help="a run's export directory (holding export.json) or results/<run>/")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--allow-remote", action="store_true",

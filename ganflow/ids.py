@@ -347,7 +347,7 @@ def select_folder(root: Path, tag_filter: TagFilter) -> Selection:
 
     Every entry other than a directory, a dotfile or a sidecar is a post: a non-image, a
     name no table can hold, a broken link, a FIFO, an unreadable file or directory each
-    get a rejection row. Folders have no ratings, so select.ratings does not apply.
+    get a rejection row. Folders have no ratings, so ids.ratings does not apply.
     """
     root = Path(root)
     _check_root(root)
@@ -479,7 +479,7 @@ def _check_selected(sel: Selection, posts_in: str, files_in: str) -> None:
     elif sel.counts["selected"]:
         fix = f"none of the {sel.counts['selected']} selected posts has a readable image file; check {files_in}"
     elif any(k.startswith("filtered:") for k in sel.counts):
-        fix = "the filters drop every post; loosen select.ratings, select.all_of, select.any_of or select.none_of"
+        fix = "the filters drop every post; loosen ids.ratings, ids.all_of, ids.any_of or ids.none_of"
     else:
         fix = f"every post was rejected; check {posts_in}"
     raise SetupError(f"the ids stage selected no image ({counts}): {fix}")
@@ -662,7 +662,7 @@ def write_selection(sel: Selection, out_dir: Path, shards: int) -> dict:
     with atomic_open(Path(out_dir) / "summary.json") as fh:
         json.dump(counts, fh, indent=1)
     for key, n in counts.items():
-        log.info("select %s: %d", key, n)
+        log.info("ids %s: %d", key, n)
     return counts
 
 

@@ -90,14 +90,14 @@ class Upscaler:
     def __str__(self) -> str:
         return f"waifu2x on {self.device}" if self._net is not None else "lanczos"
 
-    def enlarge(self, img: Image.Image, min_side: int) -> tuple[Image.Image, str]:
-        """(image, label): waifu2x doubles `img` until its shorter side reaches `min_side`;
+    def enlarge(self, img: Image.Image, target: int) -> tuple[Image.Image, str]:
+        """(image, label): waifu2x doubles `img` until its shorter side reaches `target`;
         in Lanczos mode the final resize does the enlarging, so `img` comes back as is."""
-        if min(img.size) >= min_side:
+        if min(img.size) >= target:
             return img, "none"
         if self._net is None:
             return img, "lanczos"
-        while min(img.size) < min_side:
+        while min(img.size) < target:
             img = self._net.process_pil(img)
         return img, "waifu2x"
 

@@ -24,8 +24,8 @@ from ganflow.names import (
 )
 from ganflow.digest import canonical, files_digest, script_digest
 
-R = f"results/{config['dataset']}"
-LOGS = f"logs/{config['dataset']}"
+R = f"results/{config['run']}"
+LOGS = f"logs/{config['run']}"
 SHARDS = [f"{i:04d}" for i in range(config["shards"])]
 ROUNDS = range(1, config["rounds"] + 1)
 SCRIPTS = _Path(workflow.basedir) / "workflow_scripts"
@@ -39,7 +39,7 @@ IS_DEMO = config["source"]["root"] == DEMO_ROOT
 
 
 class made:
-    """The inputs of a rule that other rules make (anything under results/<dataset>/; any
+    """The inputs of a rule that other rules make (anything under results/<run>/; any
     other path is the user's and stays a plain input), declared so that reruns stop at the
     first job whose outputs did not change: `input: unpack(X)` and `params: made=X.digest`.
 
@@ -91,7 +91,7 @@ CASCADE = config["faces"]["cascade"] or DOWNLOADED_CASCADE
 
 FINAL = f"{R}/round-{config['rounds']}/train"
 # `generator:` replaces training: a ganflow export directory as it is, anything else (a
-# released .pkl) imported into results/<dataset>/imported/ first. `train.init_from` may
+# released .pkl) imported into results/<run>/imported/ first. `train.init_from` may
 # name a released file too: it is imported there, and round 1 starts from the import.
 GENERATOR = config["generator"]
 TRAIN_INIT = config["train"].get("init_from")

@@ -22,7 +22,7 @@ checkpoint dataset:
         CONDA_ENV
     params:
         made=DATASET_INPUT.digest,
-        tfrecords=section("tfrecords"),
+        settings=section("dataset"),
         resolution=config["images"]["resolution"],
         code=code_digest("dataset"),
     script:

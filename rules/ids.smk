@@ -25,7 +25,7 @@ checkpoint ids:
     params:
         made=IDS_INPUT.digest,
         source=section("source"),
-        filters=section("select"),
+        filters=section("ids"),
         shards=config["shards"],
         listing=source_listing(),
         listings=SOURCE_LISTINGS,

@@ -164,7 +164,7 @@ rule report_overview:
         CONDA_ENV
     params:
         made=REPORT_OVERVIEW_INPUT.digest,
-        dataset=config["dataset"],
+        run=config["run"],
         code=code_digest("report"),
     script:
         adapter("report")

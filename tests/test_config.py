@@ -95,12 +95,12 @@ def test_one_truncation_key():
 
 
 @pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "../x", ""])
-def test_dataset_name_cannot_leave_results(name):
+def test_run_name_cannot_leave_results(name):
     cfg = _demo()
-    cfg["dataset"] = name
-    with pytest.raises(ConfigError, match="config key dataset"):
+    cfg["run"] = name
+    with pytest.raises(ConfigError, match="config key run"):
         validate(cfg, SCHEMA)
-    cfg["dataset"] = "my-set_2.v1"
+    cfg["run"] = "my-set_2.v1"
     validate(cfg, SCHEMA)
 
 
@@ -110,7 +110,7 @@ CONFIGURED_BY = {
     "keep": ["rank"], "contact": ["rank"], "samples": ["samples", ""], "figures": ["figures", ""],
     "videos": ["videos", "videos.progress", "videos.interpolation", "videos.style_mixing", ""],
     "inversion": ["project"], "project": ["project", "project.video"], "encoder": ["project.encoder"],
-    "tagger": ["edit.tagger"], "edit": ["edit", "edit.boundary", "edit.video", ""], "dataset": ["tfrecords"],
+    "tagger": ["edit.tagger"], "edit": ["edit", "edit.boundary", "edit.video", ""], "dataset": ["dataset"],
     "demo": ["demo"], "latents": [""], "explore": [""],
 }
 
@@ -173,3 +173,11 @@ def test_the_settings_classes_read_the_schema():
         fields = {f.name: f.default for f in dataclasses.fields(cls)}
         assert fields == {k: v for k, v in config.defaults(section).items() if k in fields}, cls
         assert fields.keys() <= config.defaults(section).keys(), (cls, fields.keys() - config.defaults(section).keys())
+
+
+@pytest.mark.parametrize("old, new", [({"select": {}}, "ids"), ({"tfrecords": {}}, "dataset"),
+                                      ({"dataset": "mine"}, "run: mine")])
+def test_a_renamed_key_names_its_new_name(old, new):
+    cfg = {k: v for k, v in _demo().items() if k not in ("ids", "dataset")} | old
+    with pytest.raises(ConfigError, match=f"config key .* {new}"):
+        validate(cfg, SCHEMA)

@@ -362,7 +362,7 @@ def test_an_empty_selection_is_a_setup_error_naming_the_key(tmp_path):
     with pytest.raises(SetupError, match=r"\(nothing\): found no post in source\.root .*empty"):
         ids.select_folder(tmp_path / "empty", ids.TagFilter())
     (tmp_path / "empty" / "a.png").write_bytes(b"x")
-    with pytest.raises(SetupError, match=r"filtered:tags_all_of 1.*: the filters drop every post; loosen select\.ratings"):
+    with pytest.raises(SetupError, match=r"filtered:tags_all_of 1.*: the filters drop every post; loosen ids\.ratings"):
         ids.select_folder(tmp_path / "empty", ids.TagFilter(all_of=frozenset({"1girl"})))
 
     posts = [_post_2018(7), _post_2018(8, rating="e")]

@@ -5,7 +5,7 @@ from ganflow import dataset, records
 from ganflow.runlog import SetupError, logged
 
 with logged(snakemake.log[0]) as log:
-    cfg = snakemake.params.tfrecords
+    cfg = snakemake.params.settings
     out_dir = Path(snakemake.output.meta).parent
     meta = dataset.pack(snakemake.input.manifests, out_dir,
                         keep=snakemake.input.keep[0] if snakemake.input.keep else None,

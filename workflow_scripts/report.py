@@ -12,7 +12,7 @@ with logged(snakemake.log[0]):
     elif rule == "report_funnel":
         report.funnel_page(inp[0], out[0])
     elif rule == "report_overview":
-        report.overview_page(out[0], title=f"ganflow: {snakemake.params.dataset}", funnel_tsv=inp.funnel, sections=[
+        report.overview_page(out[0], title=f"ganflow: {snakemake.params.run}", funnel_tsv=inp.funnel, sections=[
             ("Contact sheets", inp.contact), ("Training curves", inp.curves),
             ("Ranking", [*inp.scores, *inp.keep]), ("Samples", [inp.samples]), ("Figures", inp.figures),
             ("Videos", inp.videos), ("Projections: target | reconstruction", inp.projections),

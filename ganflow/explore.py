@@ -67,7 +67,7 @@ from . import inversion, networks
 from .convnets import load_encoder
 from .imaging import ImageRejected, describe, fit_square, to_array, to_srgb, upright
 from .latents import DEFAULT_PSI, MAX_SEED, Directions, load_directions, load_w, map_latents, seed_noise, seed_z
-from .names import EDIT_METHODS, sample_name
+from .names import EDIT_METHODS, SETTINGS_KEY, sample_name
 from .runlog import SetupError, logged
 from .weights import MANIFEST, load_export
 
@@ -88,7 +88,6 @@ MAX_DRAW = 2 ** 31 - 1
 PSI_LIMIT = 2.0
 STRENGTH_LIMIT = 10.0          # in standard deviations of w along a direction
 KEPT_JOBS = 16                 # finished projection jobs remembered for polling
-SETTINGS_KEY = "ganflow-settings"  # the PNG text chunk of a downloaded image
 PAGE = "explore_page.html"
 
 
@@ -131,11 +130,29 @@ class Batch(BaseModel):
 
 @dataclass
 class Run:
-    """Where an exported generator and what was made from it (edits, projections) lie."""
+    """Where an exported generator and what was made from it (edits, projections) lie, and
+    the truncation its samples were made with (where the page starts)."""
 
     export: Path
     edits: Path
     projects: Path
+    psi: float = DEFAULT_PSI
+
+
+def run_psi(root: Path) -> float:
+    """The psi the run's samples were made with (samples/settings.json), else the schema's."""
+    path = root / "samples" / "settings.json"
+    try:
+        psi = json.loads(path.read_text(encoding="utf-8"))["psi"]
+        if isinstance(psi, (int, float)) and not isinstance(psi, bool) and abs(psi) <= PSI_LIMIT:
+            return float(psi)
+        log.warning("%s holds psi %r, outside -%g..%g; the page starts at psi %g", path, psi, PSI_LIMIT,
+                    PSI_LIMIT, DEFAULT_PSI)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("cannot read %s (%s); the page starts at psi %g", path, exc, DEFAULT_PSI)
+    return DEFAULT_PSI
 
 
 def find_run(path: str | Path) -> Run:
@@ -144,7 +161,7 @@ def find_run(path: str | Path) -> Run:
     path = Path(path)
     if (path / MANIFEST).is_file():
         root = path.parent.parent if path.parent.name.startswith("round-") else path.parent
-        return Run(path, root / "edits", root / "project")
+        return Run(path, root / "edits", root / "project", run_psi(root))
     rounds = [p.parent for p in path.glob(f"round-*/train/{MANIFEST}") if p.parts[-3][6:].isdigit()]
     exports = sorted(rounds, key=lambda p: int(p.parent.name[6:]))
     if not exports and (path / "imported" / MANIFEST).is_file():
@@ -152,7 +169,7 @@ def find_run(path: str | Path) -> Run:
     if not exports:
         raise SetupError(f"{path} holds no exported generator (no {MANIFEST}, no round-*/train/{MANIFEST}, no "
                          f"imported/{MANIFEST}); give a run's export directory or results/<run>/")
-    return Run(exports[-1], path / "edits", path / "project")
+    return Run(exports[-1], path / "edits", path / "project", run_psi(path))
 
 
 class Explorer:
@@ -192,7 +209,7 @@ class Explorer:
     def info(self) -> dict[str, Any]:
         G = self.G
         return {"run": str(self.run.export), "resolution": G.resolution, "num_ws": G.num_ws, "w_dim": G.w_dim,
-                "groups": self.groups, "psi": DEFAULT_PSI, "max_seed": MAX_SEED,
+                "groups": self.groups, "psi": self.run.psi, "max_seed": MAX_SEED,
                 "directions": [{"name": n, "layers": [int(x) for x in d.layers[d.index(n)]]}
                                for n, d in self.directions.items()],
                 "projections": list(self.projections), "encoder": self.encoder_npz is not None, "project_steps": self.project_steps,

@@ -6,6 +6,7 @@ figures, videos, edits and the explorer share.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -20,7 +21,7 @@ from .latents import map_latents, parse_seeds, random_noise, render, seed_z
 from .media import grid_columns, save_png, tile
 from .names import sample_name
 from .runlog import SetupError, progress
-from .tables import remove_stale
+from .tables import atomic_open, remove_stale
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,13 @@ _DEFAULTS = defaults("samples")
 
 
 def make_samples(G: networks.Generator, seeds: Sequence[int] | str | int, psi: float,
-                 out_dir: str | os.PathLike, grid_png: str | os.PathLike, *, noise_mode: str = _DEFAULTS["noise_mode"],
+                 out_dir: str | os.PathLike, grid_png: str | os.PathLike, *,
+                 settings_json: str | os.PathLike | None = None, noise_mode: str = _DEFAULTS["noise_mode"],
                  batch_size: int = _DEFAULTS["batch_size"], grid_max: int = _DEFAULTS["grid_max"], grid_cell: int = _DEFAULTS["grid_cell"]) -> list[Path]:
     """Write seedNNNNNN.png per seed into out_dir (removing other seeds' PNGs left by an
-    earlier config) and a grid of the first `grid_max` seeds, cells at most `grid_cell` px.
+    earlier config) and a grid of the first `grid_max` seeds, cells at most `grid_cell` px;
+    with `settings_json`, the psi and noise mode they were made with (the explorer starts
+    a run's page at that psi).
 
     noise_mode 'const' uses the generator's saved noise, 'random' the seed's own draw,
     'none' no noise; all three are reproducible.
@@ -57,6 +61,9 @@ def make_samples(G: networks.Generator, seeds: Sequence[int] | str | int, psi: f
                 cells.append(np.asarray(img if cell == G.resolution else img.resize((cell, cell), Image.LANCZOS)))
     remove_stale(out_dir, {p.name for p in paths}, ["seed*.png"])
     save_png(tile(np.stack(cells), grid_columns(len(cells))), grid_png)
+    if settings_json is not None:
+        with atomic_open(settings_json) as fh:
+            json.dump({"psi": psi, "noise_mode": noise_mode}, fh, sort_keys=True)
     log.info("wrote %d samples (psi %g, noise %s) to %s; grid of %d in %s",
              len(paths), psi, noise_mode, out_dir, len(cells), grid_png)
     return paths

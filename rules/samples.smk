@@ -11,6 +11,7 @@ checkpoint samples:
         unpack(SAMPLES_INPUT),
     output:
         seeds=directory(f"{R}/samples/seeds"),
+        settings=f"{R}/samples/settings.json",
         grid=report(
             f"{R}/samples/grid.png",
             caption="../report/samples.rst",

@@ -121,6 +121,22 @@ def test_seed_images_are_the_samples_stage_ones(ex, tmp_path):
         assert np.mean(theirs == mine) > 0.99
 
 
+def test_the_page_starts_at_the_psi_of_the_runs_samples(results, ex, tmp_path):
+    """The samples stage records the psi it used; the explorer of that run starts there, from
+    the results folder or from an export inside it; a broken record falls back to the default."""
+    assert explore.find_run(results).psi == latents.DEFAULT_PSI  # no samples yet
+    record = results / "samples" / "settings.json"
+    samples.make_samples(ex.G, [3], 0.45, tmp_path / "seeds", tmp_path / "grid.png", settings_json=record)
+    assert json.loads(record.read_text()) == {"psi": 0.45, "noise_mode": "const"}
+    for where in (results, results / "round-2" / "train"):
+        assert explore.find_run(where).psi == 0.45
+        assert explore.Explorer(explore.find_run(where)).info()["psi"] == 0.45
+    for broken in ("{", '{"psi": "x"}', '{"psi": 99}'):
+        record.write_text(broken)
+        assert explore.find_run(results).psi == latents.DEFAULT_PSI
+    record.unlink()
+
+
 def test_settings_are_checked(ex):
     for bad in ({"seed": "7"}, {"seed": -1}, {"seed": 2 ** 32}, {"seed": 1.5}, {"psi": float("nan")},
                 {"psi": 9}, {"noise": "loud"}, {"shell": "rm -rf /"}, {"edits": {"sefa-0": 50}},

@@ -9,4 +9,5 @@ with logged(snakemake.log[0]):
     start(snakemake.threads, require_gpu=snakemake.config["train"].get("require_gpu"))
     cfg = dict(snakemake.params.samples)
     G, _, _ = weights.load_export(Path(snakemake.input.export).parent)
-    samples.make_samples(G, cfg.pop("seeds"), snakemake.params.psi, snakemake.output.seeds, snakemake.output.grid, **cfg)
+    samples.make_samples(G, cfg.pop("seeds"), snakemake.params.psi, snakemake.output.seeds, snakemake.output.grid,
+                         settings_json=snakemake.output.settings, **cfg)

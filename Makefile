@@ -55,8 +55,9 @@ explore: $(BIN)/.installed
 	$(BIN)/python -m ganflow.explore results/demo --port $(PORT)
 
 # Every test, the slow end-to-end ones included (real SLURM, Chromium, the whole chain).
+# The 15 slowest tests are listed at the end: where the suite's time goes.
 test: sysdeps $(BIN)/.installed
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q --durations=15
 
 # Everything but the tests marked slow: a few minutes, for the edit-test loop.
 test-quick: sysdeps $(BIN)/.installed

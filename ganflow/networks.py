@@ -585,6 +585,16 @@ class Discriminator(keras.layers.Layer):
         self.resolution = resolution
         self.built = True
 
+    def freeze(self, n: int) -> list[str]:
+        """Freeze-D: the first n layers from the top resolution keep their weights (their
+        variables become non-trainable), counted as stylegan2-ada-pytorch's --freezed counts:
+        fromrgb, then each block's conv0, conv1 and skip. Returns the frozen layers' names."""
+        layers = [("from_rgb", self.from_rgb)] + [(f"{block.name}.{c.name}", c) for block in self.blocks
+                                                  for c in (block.conv0, block.conv1, block.skip)]
+        for _, layer in layers[:n]:
+            layer.trainable = False
+        return [name for name, _ in layers[:n]]
+
     def call(self, img: tf.Tensor) -> tf.Tensor:
         x = self.from_rgb(img)
         for block in self.blocks:
@@ -592,6 +602,11 @@ class Discriminator(keras.layers.Layer):
         x = self.conv(_minibatch_stddev(x, self.mbstd_group, self.mbstd_grouping))
         x = self.fc(tf.reshape(x, [tf.shape(x)[0], -1]))
         return self.out(x)
+
+
+def discriminator_layer_count(resolution: int) -> int:
+    """Layers Freeze-D can freeze: fromrgb, then conv0, conv1 and skip of each block above 4x4."""
+    return 1 + 3 * (_log2_resolution(resolution) - 2)
 
 
 def to_uint8(images: tf.Tensor | np.ndarray) -> np.ndarray:

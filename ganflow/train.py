@@ -143,13 +143,18 @@ def _architecture_changes(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
 
 def _check_resume(meta: dict, cfg: TrainConfig, fingerprint: str, snapshot: Path, run_dir: Path) -> list[str]:
     """Refuse a snapshot of another architecture or dataset; list other changed settings."""
-    separate = (f"to train as a separate run instead, give the config a new `dataset` name or move {run_dir} "
+    separate = (f"to train as a separate run instead, give the config a new `run` name or move {run_dir} "
                 f"aside (its snapshots are that run's only copy)")
     arch = _architecture_changes(meta["architecture"], cfg)
     if arch:
         raise SetupError(
             f"cannot resume from {snapshot}: it has a different architecture ({', '.join(arch)}); to continue "
             f"that run, set these settings back; {separate}")
+    frozen = meta["config"].get("freeze_d", 0)
+    if frozen != cfg.freeze_d:  # the optimizer's state holds one slot per trainable variable
+        raise SetupError(f"cannot resume from {snapshot}: it froze {frozen} discriminator layers (freeze_d) and "
+                         f"the config says {cfg.freeze_d}; set freeze_d back to {frozen} to continue that run; "
+                         f"{separate}")
     now = json.loads(json.dumps(cfg.to_dict()))  # as stored: resolution keys become strings
     changes = [f"{k} {v!r} -> {now.get(k)!r}" for k, v in meta["config"].items() if now.get(k) != v]
     if meta["dataset_fingerprint"] != fingerprint:
@@ -325,6 +330,9 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
              strategy.num_replicas_in_sync, "" if chief else "; this worker writes no files (the chief does)")
     images = _image_stream(stream(0), cfg.resolution)
     trainer = Trainer(cfg, strategy)
+    if trainer.frozen_d:
+        log.info("Freeze-D: %d discriminator layers keep their weights (%s)", len(trainer.frozen_d),
+                 ", ".join(trainer.frozen_d))
     for partial_dir in (run_dir / "snapshots").glob(".partial-*") if chief else ():
         shutil.rmtree(partial_dir, ignore_errors=True)
     log_path, frames_dir = run_dir / "log.csv", run_dir / "frames"

@@ -203,6 +203,7 @@ class TrainConfig:
     nodes: int = 1
     tasks_per_node: int = 1
     on_dataset_change: str = "continue"
+    freeze_d: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -249,6 +250,10 @@ class TrainConfig:
                     "keep_snapshots", "mbstd_group", "num_fp16_res", "nodes", "tasks_per_node"):
             if getattr(self, key) < 1:
                 raise SetupError(f"training setting {key!r} must be at least 1, got {getattr(self, key)}")
+        layers = networks.discriminator_layer_count(self.resolution)
+        if not 0 <= self.freeze_d <= layers:
+            raise SetupError(f"training setting 'freeze_d' must lie in 0..{layers} (the discriminator layers of a "
+                             f"{self.resolution}px model outside its 4x4 end), got {self.freeze_d}")
         if self.conv_clamp is not None and not self.conv_clamp > 0:
             raise SetupError(f"training setting 'conv_clamp' must be a positive number or null, got {self.conv_clamp}")
 

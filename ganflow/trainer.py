@@ -185,6 +185,7 @@ class Trainer:
             self.G = networks.Generator(**cfg.generator_kwargs(), name="G")
             self.G_ema = networks.Generator(**cfg.generator_kwargs(), name="G_ema")
             self.D = networks.Discriminator(**cfg.discriminator_kwargs(), name="D")
+            self.frozen_d = self.D.freeze(cfg.freeze_d)
             for e, v in zip(self.G_ema.weights, self.G.weights):
                 e.assign(v)
             self.g_opt = self._adam("G")

@@ -311,6 +311,27 @@ def test_twenty_steps_lower_d_loss_on_real_vs_noise() -> None:
     assert int(trainer.nimg.numpy()) == 160 and int(trainer.d_steps.numpy()) == 20
 
 
+def test_freeze_d_keeps_the_top_layers_bit_equal_while_the_rest_train() -> None:
+    """Freeze-D, counted as stylegan2-ada-pytorch's --freezed: fromrgb, then each block's
+    conv0, conv1, skip from the top resolution. Three frozen at 16px: fromrgb and the 16px
+    block's conv0 and conv1; its skip and everything below train (R1 included)."""
+    trainer = Trainer(TrainConfig.from_dict({**TINY, "freeze_d": 3}))
+    assert trainer.frozen_d == ["from_rgb", "block_16.conv0", "block_16.conv1"]
+    D = trainer.D
+    frozen = [D.from_rgb, D.block_16.conv0, D.block_16.conv1]
+    frozen_ids = {id(v) for layer in frozen for v in layer.weights}
+    before = {id(v): v.numpy().copy() for v in D.weights}
+    reals = tf.constant(blobs(8))
+    for _ in range(4):  # r1_interval 4: one step runs R1 too
+        trainer.train_step(iter([reals]))
+    moved = {id(v) for v in D.weights if not np.array_equal(v.numpy(), before[id(v)])}
+    assert not moved & frozen_ids
+    assert moved == {id(v) for v in D.weights} - frozen_ids  # every other weight trained
+    assert len(D.trainable_variables) == len(D.weights) - len(frozen_ids)
+    with pytest.raises(SetupError, match="freeze_d' must lie in 0..7"):
+        TrainConfig.from_dict({**TINY, "freeze_d": 8})
+
+
 # ----- whole runs ------------------------------------------------------------------------
 
 
@@ -497,11 +518,13 @@ def test_resume_refuses_changed_architecture_or_dataset(finished_run: Run, tmp_p
     stop = TrainConfig.from_dict({**RUN, "on_dataset_change": "stop"})
     with pytest.raises(SetupError, match="different dataset.*; to continue that run, restore the dataset") as e:
         train.train(stop, data, "other", run_dir, tmp_path / "out")
-    assert "delete" not in str(e.value) and "new `dataset` name" in str(e.value)
+    assert "delete" not in str(e.value) and "new `run` name" in str(e.value)
     with pytest.raises(SetupError, match=r"different architecture \(channel_max 32 -> 16\); to continue that "
                                          r"run, set these settings back") as e:
         train.train(TrainConfig.from_dict({**RUN, "channel_max": 16}), data, fingerprint, run_dir, tmp_path / "out")
     assert "delete" not in str(e.value) and f"move {run_dir} aside" in str(e.value)
+    with pytest.raises(SetupError, match="it froze 0 discriminator layers .* set freeze_d back to 0"):
+        train.train(TrainConfig.from_dict({**RUN, "freeze_d": 2}), data, fingerprint, run_dir, tmp_path / "out")
     assert [p.name for p in train._snapshots(run_dir)] == [p.name for p in train._snapshots(finished_run.run_dir)]
     caplog.set_level(logging.INFO, logger="ganflow.train")
     result = train.train(TrainConfig.from_dict({**RUN, "g_lr": 0.001}), data, fingerprint, run_dir, tmp_path / "out")

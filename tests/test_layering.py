@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ganflow"
 # Shared by stages: files and tables, images, names, latents, media, the networks and
 # their files, the training machinery, and the workflow's own helpers.
 GROUND = {
-    "annotate", "augment", "config", "contact", "convnets", "devices", "digest", "drawing", "imaging", "inversion",
+    "annotate", "augment", "config", "contact", "convnets", "devices", "digest", "drawing", "feature_metrics",
+    "imaging", "inversion",
     "latents", "losses", "media", "names", "networks", "records", "runlog", "running", "swd", "tables", "trainer",
     "trainlog",
     "train_config", "weights",

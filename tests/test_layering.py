@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ganflow"
 # their files, the training machinery, and the workflow's own helpers.
 GROUND = {
     "annotate", "augment", "config", "contact", "convnets", "devices", "digest", "drawing", "feature_metrics",
+    "feature_nets",
     "imaging", "inversion",
     "latents", "losses", "media", "names", "networks", "records", "runlog", "running", "swd", "tables", "trainer",
     "trainlog",

@@ -44,6 +44,12 @@ if workflow.is_main_process:
 
 onstart:
     _running.record(os.getcwd(), sys.argv)
+    if not config["metrics"]["inception"] and not config["generator"]:
+        print(
+            "metrics: FID and KID are skipped, metrics.inception names no Inception graph "
+            "(README Metrics); the training log's SWD stays",
+            file=sys.stderr,
+        )
 
 
 onsuccess:
@@ -66,6 +72,7 @@ include: "rules/dataset.smk"
 include: "rules/train.smk"
 include: "rules/import_weights.smk"
 include: "rules/rank.smk"
+include: "rules/metrics.smk"
 include: "rules/keep.smk"
 include: "rules/samples.smk"
 include: "rules/figures.smk"

@@ -413,6 +413,11 @@ def get_final_output():
         data_targets()
         + expand(f"{R}/round-{{r}}/train/export.json", r=ROUNDS)
         + expand(f"{R}/round-{{r}}/keep.tsv", r=ROUNDS[1:])
+        + (
+            expand(f"{R}/round-{{r}}/metrics.json", r=ROUNDS)
+            if config["metrics"]["inception"]
+            else []
+        )
         + generator_outputs()
         + [f"{R}/videos/training-progress.mp4"]
         + REPORT_PAGES

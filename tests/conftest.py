@@ -36,9 +36,12 @@ def tadne_grid() -> Path:
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory, cascade_path):
-    """The whole chain on a tiny demo (two rounds, ranking, samples, figures, videos, report
-    pages): (workdir, its results/demo)."""
+    """The whole chain on a tiny demo (two rounds, ranking, metrics with a stand-in Inception
+    graph, samples, figures, videos, report pages): (workdir, its results/demo)."""
+    from test_feature_nets import stand_in
+
     wd = tmp_path_factory.mktemp("chain")
-    tiny_config(wd, cascade_path)
+    (wd / "inception.pb").write_bytes(stand_in())
+    tiny_config(wd, cascade_path, **{"metrics.inception": str(wd / "inception.pb"), "metrics.images": 24})
     snakemake(wd)
     return wd, wd / "results/demo"

@@ -111,7 +111,7 @@ CONFIGURED_BY = {
     "videos": ["videos", "videos.progress", "videos.interpolation", "videos.style_mixing", ""],
     "inversion": ["project"], "project": ["project", "project.video"], "encoder": ["project.encoder"],
     "tagger": ["edit.tagger"], "edit": ["edit", "edit.boundary", "edit.video", ""], "dataset": ["dataset"],
-    "demo": ["demo"], "latents": [""], "explore": [""],
+    "demo": ["demo"], "latents": [""], "explore": [""], "metrics": ["metrics"],
 }
 
 

@@ -59,6 +59,17 @@ def test_round_two_starts_from_round_one(run):
     assert np.abs(start2 - grid(first[1][-1])).mean() < 0.5 * np.abs(start2 - grid(first[1][0])).mean()
 
 
+def test_metrics_of_each_round(run):
+    """FID and KID per round against that round's dataset (a stand-in Inception graph: the
+    numbers only have to be well formed, and a round-2 model trained longer)."""
+    _, res = run
+    for r in (1, 2):
+        m = json.loads((res / f"round-{r}/metrics.json").read_text())
+        assert m["generated_images"] == 24 and m["real_images"] == json.loads(
+            (res / f"round-{r}/dataset/dataset.json").read_text())["count"]
+        assert math.isfinite(m["fid"]) and m["fid"] >= 0 and math.isfinite(m["kid"])
+
+
 def test_samples_figures_and_videos(run):
     wd, res = run
     seeds = sorted(p.name for p in (res / "samples/seeds").glob("*.png"))

@@ -15,6 +15,7 @@ implementing a modulated convolution (the reason networks.ModulatedConv scales a
     .venv/bin/python benchmarks/bench_train.py demo --variants     # + XLA, no augmentation
     .venv/bin/python benchmarks/bench_train.py 512px --flops-only
     .venv/bin/python benchmarks/bench_train.py modconv
+    ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python benchmarks/bench_train.py demo 64px --float32-only  # as on AVX2
 
 sec/kimg is measured over blocks of 16 whole training iterations (4 with the path-length
 pass, 1 with R1: the long-run average), two per variant taken in turn (the median), after
@@ -377,6 +378,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--variants", action="store_true", help="also XLA and (demo) no augmentation")
     parser.add_argument("--flops-only", action="store_true", help="FLOPs per image only, nothing timed")
     parser.add_argument("--steps", type=int, help="timed calls per measurement (default: per config)")
+    parser.add_argument("--float32-only", action="store_true",
+                        help="no bfloat16 variant or rate: needed under ONEDNN_MAX_CPU_ISA=AVX2 (an AVX2-only "
+                             "machine imitated on a newer one), where oneDNN aborts on a bfloat16 matmul")
     args = parser.parse_args(argv)
     wanted = args.what or ["demo", "64px", "128px"]
     configs = [w for w in wanted if w in CONFIGS]
@@ -385,14 +389,17 @@ def main(argv: list[str]) -> None:
               + _table([flops_only(name) for name in configs]))
         return
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    rates = {dtype.name: matmul_rate(dtype) for dtype in (tf.float32, tf.bfloat16)}
+    dtypes = (tf.float32,) if args.float32_only else (tf.float32, tf.bfloat16)
+    rates = {"bfloat16": float("nan")} | {dtype.name: matmul_rate(dtype) for dtype in dtypes}
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs (load {load:.1f}), "
-          f"GPUs: {len(tf.config.list_physical_devices('GPU'))}; 2048^2 matmul: float32 "
-          f"{rates['float32']:.0f} GFLOP/s, bfloat16 {rates['bfloat16']:.0f} GFLOP/s", flush=True)
+          f"GPUs: {len(tf.config.list_physical_devices('GPU'))}{f', ONEDNN_MAX_CPU_ISA={isa}' if isa else ''}; "
+          f"2048^2 matmul: float32 {rates['float32']:.0f} GFLOP/s, bfloat16 {rates['bfloat16']:.0f} GFLOP/s",
+          flush=True)
     before = load_before(args.before) if args.before else None
     rows, before_rows = [], []
     for name in configs:
-        variants = [dict(), dict(conv_dtype="bfloat16")]
+        variants = [dict()] + ([] if args.float32_only else [dict(conv_dtype="bfloat16")])
         if args.variants:
             variants += [dict(xla=True)] + ([dict(augment=False)] if name == "demo" else [])
         if before is not None:

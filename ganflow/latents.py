@@ -118,6 +118,17 @@ def random_noise(G: networks.Generator, seeds: Sequence[int], draw: int = 0) -> 
     return lambda i: seed_noise(shapes, seeds[i], draw)
 
 
+def seed_images(G: networks.Generator, seeds: Sequence[int], psi: float, *, noise_mode: str = "const",
+                batch_size: int = 16) -> Iterator[tuple[Sequence[int], np.ndarray]]:
+    """(seeds, uint8 images) a batch at a time: each seed's image truncated by psi, its noise
+    the generator's constant one, the seed's own draw ('random') or none."""
+    for i in range(0, len(seeds), batch_size):
+        chunk = seeds[i:i + batch_size]
+        ws = map_latents(G, seed_z(chunk, G.z_dim), psi, batch_size=batch_size)
+        noise = random_noise(G, chunk) if noise_mode == "random" else None
+        yield chunk, render(G, ws, noise_mode=noise_mode, noise=noise, batch_size=batch_size)
+
+
 def seed_ws(G: networks.Generator, seeds: Sequence[int], psi: float) -> np.ndarray:
     """ws [N, num_ws, w_dim] of the seeds' images, truncated by psi, as samples are made."""
     return map_latents(G, seed_z(seeds, G.z_dim), psi)

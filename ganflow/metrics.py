@@ -21,7 +21,7 @@ from . import networks
 from .config import defaults
 from .feature_metrics import fid, kid, mean_cov
 from .feature_nets import load_inception
-from .latents import map_latents, random_noise, render, seed_z
+from .latents import seed_images
 from .records import iterate_images
 from .runlog import progress
 from .tables import atomic_open
@@ -32,23 +32,15 @@ log = logging.getLogger(__name__)
 _DEFAULTS = defaults("metrics")  # config/schema.yaml's metrics: section
 
 
-def generated_images(G: networks.Generator, count: int, batch: int = 16):
-    """uint8 batches of seeds 0..count-1 at psi 1 with each seed's own noise."""
-    for start in range(0, count, batch):
-        seeds = list(range(start, min(start + batch, count)))
-        ws = map_latents(G, seed_z(seeds, G.z_dim), 1.0, batch_size=batch)
-        yield render(G, ws, noise=random_noise(G, seeds), batch_size=batch)
-
-
 def measure(G: networks.Generator, dataset_dir: str | os.PathLike, features, *, images: int = _DEFAULTS["images"],
             kid_subsets: int = _DEFAULTS["kid_subsets"], kid_subset_size: int = _DEFAULTS["kid_subset_size"],
             batch: int = 16) -> dict:
     """FID and KID of G's `images` samples against every image of the packed dataset."""
     real = np.concatenate([features(pixels) for _, pixels in
                            progress(iterate_images(dataset_dir, batch, G.resolution), desc="reals", unit="batch")])
-    gen = np.concatenate([features(pixels) for pixels in
-                          progress(generated_images(G, images, batch), desc="generated", unit="batch",
-                                   total=-(-images // batch))])
+    generated = seed_images(G, range(images), 1.0, noise_mode="random", batch_size=batch)
+    gen = np.concatenate([features(pixels) for _, pixels in
+                          progress(generated, desc="generated", unit="batch", total=-(-images // batch))])
     return {"fid": fid(mean_cov(real), mean_cov(gen)),
             "kid": kid(real, gen, subsets=kid_subsets, subset_size=kid_subset_size),
             "real_images": len(real), "generated_images": len(gen)}

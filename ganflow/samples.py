@@ -17,7 +17,7 @@ from PIL import Image
 
 from . import networks
 from .config import defaults
-from .latents import map_latents, parse_seeds, random_noise, render, seed_z
+from .latents import parse_seeds, seed_images
 from .media import grid_columns, save_png, tile
 from .names import sample_name
 from .runlog import SetupError, progress
@@ -49,11 +49,8 @@ def make_samples(G: networks.Generator, seeds: Sequence[int] | str | int, psi: f
     cell = min(G.resolution, grid_cell)
     paths: list[Path] = []
     cells: list[np.ndarray] = []
-    for i in progress(range(0, len(seeds), batch_size), desc="samples", unit="batch"):
-        chunk = seeds[i:i + batch_size]
-        ws = map_latents(G, seed_z(chunk, G.z_dim), psi, batch_size=batch_size)
-        noise = random_noise(G, chunk) if noise_mode == "random" else None
-        images = render(G, ws, noise_mode=noise_mode, noise=noise, batch_size=batch_size)
+    batches = seed_images(G, seeds, psi, noise_mode=noise_mode, batch_size=batch_size)
+    for chunk, images in progress(batches, desc="samples", unit="batch", total=-(-len(seeds) // batch_size)):
         for seed, pixels in zip(chunk, images):
             paths.append(save_png(pixels, out_dir / sample_name(seed)))
             if len(cells) < grid_max:

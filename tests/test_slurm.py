@@ -17,12 +17,13 @@ import yaml
 
 from ganflow.config import validate
 from slurm_cluster import Cluster, ClusterError, install
+from test_feature_nets import stand_in
 from workflow import REPO, jobs_planned, snakemake, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 CPUS, MEM_MB, GPUS = 2, 4000, 2
-GPU_RULES = {"train", "rank", "samples", "figures", "videos_walk", "project", "project_encoder", "edit_tagger",
+GPU_RULES = {"train", "rank", "metrics", "samples", "figures", "videos_walk", "project", "project_encoder", "edit_tagger",
              "edit_boundaries", "edit_video"}
 RULE_THREADS = {"train": 8, **{rule: 4 for rule in GPU_RULES - {"train"}}}  # rules/*.smk
 TRAIN_TASKS = 2
@@ -63,7 +64,7 @@ def cluster(tmp_path_factory):
 # video, the tag edits' video and a projection (the report pages, the other figures and
 # videos and a second round are jobs like these; tests/test_pipeline.py runs them all).
 TARGETS = [f"results/demo/{t}" for t in (
-    "round-1/rank.tsv", "report/funnel.tsv", "samples/grid.png", "figures/truncation.png",
+    "round-1/rank.tsv", "round-1/metrics.json", "report/funnel.tsv", "samples/grid.png", "figures/truncation.png",
     "videos/interpolation-grid.mp4", "videos/training-progress.mp4", "edits/tags.mp4", "project/dataset-0/w.npz")]
 
 
@@ -73,8 +74,10 @@ def slurm_run(cluster, tmp_path_factory, cascade_path):
     wd = tmp_path_factory.mktemp("dag")
     # Training as two tasks of one job (as on two GPUs; tf.distribute over CPUs here); the
     # node's stand-in GPUs are no GPUs to TensorFlow, so no job may insist on seeing one.
+    (wd / "inception.pb").write_bytes(stand_in())  # the metrics rule's graph, a stand-in
     config = yaml.safe_load(tiny_config(wd, cascade_path, rounds=1, **{
-        "samples.seeds": "0-3", "train.tasks_per_node": TRAIN_TASKS, "train.require_gpu": False}).read_text())
+        "samples.seeds": "0-3", "train.tasks_per_node": TRAIN_TASKS, "train.require_gpu": False,
+        "metrics.inception": str(wd / "inception.pb"), "metrics.images": 8}).read_text())
     profile = fit_profile(yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text()), CPUS, MEM_MB)
     (wd / "profile").mkdir()
     (wd / "profile/config.yaml").write_text(yaml.safe_dump(profile))

@@ -12,7 +12,7 @@
 
 Every direction is a unit vector with a scale, the standard deviation of sampled w along
 it, so a strength of 2 means two standard deviations whatever the method. Images start
-from seeds exactly as samples are made (latents.py) (truncation psi, constant noise), or from a
+from seeds exactly as the samples stage makes them (latents.py: truncation psi, constant noise), or from a
 projection's w.npz with its own noise, so strength 0 is the sample or the reconstruction.
 """
 
@@ -82,7 +82,8 @@ def _directions(prefix: str, vectors: np.ndarray, w: np.ndarray, layers: tuple[i
                       np.tile(np.array(layers, np.int64), (len(vectors), 1)))
 
 
-def sefa(G: networks.Generator, k: int, *, layers: str = "all", samples: int = _DEFAULTS["samples"]) -> Directions:
+def sefa(G: networks.Generator, k: int, *, layers: str = _DEFAULTS["sefa_layers"],
+         samples: int = _DEFAULTS["samples"]) -> Directions:
     """The k directions that change the styles of `layers` most (each style channel's weight
     column normalised first, so no channel dominates by its scale)."""
     _check_k(G, k)

@@ -207,9 +207,9 @@ def _number(text: str | None) -> float:
 
 
 def log_columns(log_csv: str | os.PathLike) -> dict[str, list[float]]:
-    """Columns of a training log.csv as floats (trainlog.read_log's rows: a line cut short by
-    a kill is left out); an empty cell, as of a tick that logged no SWD, becomes NaN."""
-    rows = read_log(log_csv)
+    """Columns of a training log.csv as floats; an empty or unparsable cell becomes NaN, so a
+    tick that logged no SWD, or a line cut short by a kill, only loses that one point."""
+    rows = read_log(log_csv, partial=True)
     names = [n for panel in LOSS_PANELS + [SWD_PANEL] for n, _ in panel[2]]
     return {name: [_number(r.get(name)) for r in rows] for name in ["kimg"] + names}
 

@@ -14,9 +14,10 @@ LOG_COLUMNS = ["kimg", "tick", "step", "seconds", "sec_per_tick", "sec_per_kimg"
                "loss_g", "loss_d", "r1", "pl", "d_real", "d_fake", "augment_p", "swd", "frame"]
 
 
-def read_log(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Rows of a per-tick log; a line cut short by a kill is dropped (it is re-made). A log
-    written before a column existed keeps its rows, the new column left empty."""
+def read_log(path: str | os.PathLike, *, partial: bool = False) -> list[dict[str, str | None]]:
+    """Rows of a per-tick log; a line cut short by a kill is dropped (a resume makes it
+    again), or with `partial` kept with its missing cells None (the report draws what there
+    is). A log written before a column existed keeps its rows, the new column left empty."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -24,6 +25,8 @@ def read_log(path: str | os.PathLike) -> list[dict[str, str]]:
         reader = csv.DictReader(fh)
         rows = list(reader)
         header = reader.fieldnames or []
+    if partial:
+        return [{c: row.get(c) for c in LOG_COLUMNS} for row in rows]
     good = []
     for row in rows:
         try:

@@ -313,15 +313,15 @@ def test_twenty_steps_lower_d_loss_on_real_vs_noise() -> None:
 
 def test_freeze_d_keeps_the_top_layers_bit_equal_while_the_rest_train() -> None:
     """Freeze-D, counted as stylegan2-ada-pytorch's --freezed: fromrgb, then each block's
-    conv0, conv1, skip from the top resolution. Three frozen at 16px: fromrgb and the 16px
-    block's conv0 and conv1; its skip and everything below train (R1 included)."""
-    trainer = Trainer(TrainConfig.from_dict({**TINY, "freeze_d": 3}))
-    assert trainer.frozen_d == ["from_rgb", "block_16.conv0", "block_16.conv1"]
+    conv0, conv1, skip from the top resolution. Three frozen at 8px: fromrgb and the 8px
+    block's conv0 and conv1; its skip and the 4x4 end train (R1 included)."""
+    trainer = Trainer(TrainConfig.from_dict({**TINY8, "freeze_d": 3}))
+    assert trainer.frozen_d == ["from_rgb", "block_8.conv0", "block_8.conv1"]
     D = trainer.D
-    frozen = [D.from_rgb, D.block_16.conv0, D.block_16.conv1]
+    frozen = [D.from_rgb, D.block_8.conv0, D.block_8.conv1]
     frozen_ids = {id(v) for layer in frozen for v in layer.weights}
     before = {id(v): v.numpy().copy() for v in D.weights}
-    reals = tf.constant(blobs(8))
+    reals = tf.constant(blobs(8, res=8))
     for _ in range(4):  # r1_interval 4: one step runs R1 too
         trainer.train_step(iter([reals]))
     moved = {id(v) for v in D.weights if not np.array_equal(v.numpy(), before[id(v)])}

@@ -28,6 +28,7 @@ INCEPTION_URL = "http://download.tensorflow.org/models/image/imagenet/inception-
 INCEPTION_MEMBER = "classify_image_graph_def.pb"
 INCEPTION_INPUT, INCEPTION_OUTPUT = "ExpandDims", "pool_3"
 INCEPTION_FEATURES = 2048
+MAX_GRAPH_BYTES = 512 << 20  # the official graph is 95 MB: a larger file is refused before it is read
 # The op kinds that may lie between the input and pool_3: a convolutional network's.
 NETWORK_OPS = frozenset({
     "AvgPool", "BatchNormWithGlobalNormalization", "BiasAdd", "Concat", "ConcatV2", "Const", "Conv2D",
@@ -36,16 +37,26 @@ NETWORK_OPS = frozenset({
 })
 
 
+def _checked_size(size: int, path: Path) -> None:
+    if size > MAX_GRAPH_BYTES:
+        raise SetupError(f"{path}: the graph would be {size} bytes, over the {MAX_GRAPH_BYTES} an Inception graph "
+                         "needs (95 MB); give inception-2015-12-05.tgz or the .pb in it")
+
+
 def _graph_bytes(path: Path) -> bytes:
-    """The .pb's bytes, read from the .tgz without unpacking it when given the archive."""
+    """The .pb's bytes, read from the .tgz without unpacking it when given the archive; the
+    size, as the file system or the archive states it, checked before anything is read."""
     if tarfile.is_tarfile(path):
         with tarfile.open(path) as archive:
             member = next((m for m in archive.getmembers() if Path(m.name).name == INCEPTION_MEMBER and m.isfile()),
                           None)
             if member is None:
                 raise SetupError(f"{path} holds no {INCEPTION_MEMBER}; give inception-2015-12-05.tgz or the .pb in it")
-            return archive.extractfile(member).read()
-    return path.read_bytes()
+            _checked_size(member.size, path)
+            return archive.extractfile(member).read(MAX_GRAPH_BYTES + 1)
+    _checked_size(path.stat().st_size, path)
+    with open(path, "rb") as fh:
+        return fh.read(MAX_GRAPH_BYTES + 1)
 
 
 def _path_ops(graph_def: tf.compat.v1.GraphDef, path: Path) -> None:

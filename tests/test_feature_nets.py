@@ -61,6 +61,21 @@ def test_features_are_the_graphs_pool3(tmp_path: Path):
         feature_nets.load_inception(pb, "0" * 64)
 
 
+def test_a_graph_over_its_size_is_refused_before_it_is_read(tmp_path: Path, monkeypatch):
+    pb = tmp_path / "big.pb"
+    pb.write_bytes(stand_in())
+    monkeypatch.setattr(feature_nets, "MAX_GRAPH_BYTES", pb.stat().st_size - 1)
+    with pytest.raises(SetupError, match="over the"):
+        feature_nets.load_inception(pb)
+    tgz = tmp_path / "big.tgz"
+    with tarfile.open(tgz, "w:gz") as archive:
+        info = tarfile.TarInfo(feature_nets.INCEPTION_MEMBER)
+        info.size = pb.stat().st_size
+        archive.addfile(info, io.BytesIO(pb.read_bytes()))
+    with pytest.raises(SetupError, match="over the"):
+        feature_nets.load_inception(tgz)
+
+
 def test_a_graph_that_would_do_more_than_compute_is_refused(tmp_path: Path):
     bad = tmp_path / "bad.pb"
     bad.write_bytes(stand_in(extra_op=True))

@@ -67,7 +67,7 @@ from . import inversion, networks
 from .convnets import load_encoder
 from .imaging import ImageRejected, describe, fit_square, to_array, to_srgb, upright
 from .latents import DEFAULT_PSI, MAX_SEED, Directions, load_directions, load_w, map_latents, seed_noise, seed_z
-from .names import EDIT_METHODS, SETTINGS_KEY, sample_name
+from .names import EDIT_METHODS, sample_name
 from .runlog import SetupError, logged
 from .weights import MANIFEST, load_export
 
@@ -82,6 +82,7 @@ MAX_UPLOAD = 8 << 20           # bytes of an image to project
 MAX_FORM = MAX_UPLOAD + (64 << 10)  # bytes of the upload's multipart body
 MAX_PIXELS = 4096 * 4096       # pixels of an uploaded image (16.7 MP: 67 MB decoded as RGBA)
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+SETTINGS_KEY = "ganflow-settings"  # the PNG text chunk of a downloaded image
 PAGE_HEADER = "x-ganflow"      # the page sends `X-Ganflow: 1` on its requests
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_DRAW = 2 ** 31 - 1

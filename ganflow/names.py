@@ -35,11 +35,6 @@ def safe_id(text: str) -> bool:
     return bool(_SAFE_ID.fullmatch(text)) and ".." not in text
 
 
-# The PNG text chunk that carries an image's settings (seed, psi, noise, ...) as JSON: sample
-# PNGs and the explorer's downloads hold it, and `ganflow render` turns it back into pixels.
-SETTINGS_KEY = "ganflow-settings"
-
-
 def sample_name(seed: int) -> str:
     """samples/seedNNNNNN.png, and the name the explorer gives a seed's download."""
     return f"seed{seed:06d}.png"

@@ -349,11 +349,15 @@ def next_keep(wildcards):
     return f"{R}/round-{int(wildcards.r) + 1}/keep.tsv"
 
 
+LATER = config["later_rounds"]
+
+
 def init_from(wildcards):
-    """Round 1 may start from another run (train.init_from); later rounds from the last."""
+    """Round 1 may start from another run (train.init_from); later rounds from the last
+    (later_rounds.start: previous) or from random weights (scratch)."""
     r = int(wildcards.r)
     if r > 1:
-        return f"{R}/round-{r - 1}/train"
+        return f"{R}/round-{r - 1}/train" if LATER["start"] == "previous" else ""
     return IMPORTED if IMPORTING else (TRAIN_INIT or "")
 
 
@@ -361,7 +365,7 @@ def init_inputs(wildcards):
     """What init_from reads, so that a retrained earlier round retrains this one."""
     r = int(wildcards.r)
     if r > 1:
-        return [f"{R}/round-{r - 1}/train/export.json"]
+        return [f"{R}/round-{r - 1}/train/export.json"] if LATER["start"] == "previous" else []
     if not TRAIN_INIT:
         return []
     if IMPORTING:
@@ -372,9 +376,13 @@ def init_inputs(wildcards):
     return [str(manifest) if manifest.is_file() else TRAIN_INIT]
 
 
-def train_params():
-    """Training settings less init_from, which travels as its own param."""
-    return canonical({k: v for k, v in config["train"].items() if k != "init_from"})
+def train_params(wildcards):
+    """Round r's training settings less init_from, which travels as its own param: later
+    rounds train later_rounds.total_kimg when it is set."""
+    settings = {k: v for k, v in config["train"].items() if k != "init_from"}
+    if int(wildcards.r) > 1 and LATER["total_kimg"] is not None:
+        settings["total_kimg"] = LATER["total_kimg"]
+    return canonical(settings)
 
 
 def data_targets():

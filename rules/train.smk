@@ -1,6 +1,7 @@
 # A round's packed dataset -> a StyleGAN2 run. Snapshots live in train/run/, outside the
 # declared outputs, so Snakemake never deletes them and a rerun after a crash, kill -9 or
-# preemption resumes from the newest one. Round r+1 starts from round r's weights.
+# preemption resumes from the newest one. Round r+1 starts from round r's weights
+# (later_rounds.start: previous) or from random ones (scratch).
 
 
 TRAIN_INPUT = made(
@@ -31,7 +32,7 @@ checkpoint train:
         gpu=1,
     params:
         made=TRAIN_INPUT.digest,
-        train=train_params(),
+        train=train_params,
         run_dir=f"{R}/round-{{r}}/train/run",
         init_from=init_from,
         code=code_digest("train"),

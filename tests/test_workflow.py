@@ -205,6 +205,20 @@ def test_every_rule_another_reads_is_a_checkpoint_read_through_made(tmp_path, ca
         assert f"unpack({const})" in rules[reader][1] and f"made={const}.digest" in rules[reader][1], reader
 
 
+def test_later_rounds_start_from_the_previous_model_unless_told_to_start_afresh(tmp_path, cascade_path):
+    """Round 2 reads round 1's export (and retrains when it changes) with later_rounds.start:
+    previous, and does not with scratch."""
+    def round_2_inputs(**overrides):
+        tiny_config(tmp_path, cascade_path, **overrides)
+        out = snakemake(tmp_path, "--dry-run").stdout
+        jobs = [block for block in out.split("\n\n") if "checkpoint train:" in block and "wildcards: r=2" in block]
+        assert len(jobs) == 1, out[-3000:]
+        return next(line for line in jobs[0].splitlines() if line.strip().startswith("input:"))
+
+    assert "results/demo/round-1/train/export.json" in round_2_inputs()
+    assert "round-1/train" not in round_2_inputs(**{"later_rounds": {"start": "scratch"}})
+
+
 def test_tag_edits_of_a_folder_without_tags_are_refused_before_anything_runs(tmp_path, cascade_path):
     """Tag directions need tagged images: asked for on a folder with no .txt tag files, the
     run stops at once naming the fix; by default the edits leave them out."""

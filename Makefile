@@ -57,11 +57,11 @@ explore: $(BIN)/.installed
 # Every test, the slow end-to-end ones included (real SLURM, Chromium, the whole chain).
 # The 15 slowest tests are listed at the end: where the suite's time goes.
 test: sysdeps $(BIN)/.installed
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q --durations=15
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -n 2 --dist loadgroup --no-loadscope-reorder --durations=15
 
 # Everything but the tests marked slow: a few minutes, for the edit-test loop.
 test-quick: sysdeps $(BIN)/.installed
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -m "not slow"
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -n 2 --dist loadgroup --no-loadscope-reorder -m "not slow"
 
 # The test workflow (.test/config/config.yaml) by hand; results in .test/results/demo.
 test-workflow: sysdeps $(BIN)/.installed

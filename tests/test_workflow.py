@@ -206,8 +206,8 @@ def test_every_rule_another_reads_is_a_checkpoint_read_through_made(tmp_path, ca
 
 
 def test_later_rounds_start_from_the_previous_model_unless_told_to_start_afresh(tmp_path, cascade_path):
-    """Round 2 reads round 1's export (and retrains when it changes) with later_rounds.start:
-    previous, and does not with scratch."""
+    """With later_rounds.start: previous round 2 declares round 1's export as its input (so a
+    retrained round 1 retrains it); with scratch it does not."""
     def round_2_inputs(**overrides):
         tiny_config(tmp_path, cascade_path, **overrides)
         out = snakemake(tmp_path, "--dry-run").stdout

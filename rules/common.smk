@@ -365,7 +365,11 @@ def init_inputs(wildcards):
     """What init_from reads, so that a retrained earlier round retrains this one."""
     r = int(wildcards.r)
     if r > 1:
-        return [f"{R}/round-{r - 1}/train/export.json"] if LATER["start"] == "previous" else []
+        return (
+            [f"{R}/round-{r - 1}/train/export.json"]
+            if LATER["start"] == "previous"
+            else []
+        )
     if not TRAIN_INIT:
         return []
     if IMPORTING:

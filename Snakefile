@@ -44,12 +44,16 @@ if workflow.is_main_process:
 
 onstart:
     _running.record(os.getcwd(), sys.argv)
-    if not config["metrics"]["inception"] and not config["generator"]:
-        print(
-            "metrics: FID and KID are skipped, metrics.inception names no Inception graph "
-            "(README Metrics); the training log's SWD stays",
-            file=sys.stderr,
-        )
+    for _metrics, _key in (
+        ("FID and KID", "inception"),
+        ("precision and recall", "vgg16"),
+    ):
+        if not config["metrics"][_key] and not config["generator"]:
+            print(
+                f"metrics: {_metrics} are skipped, metrics.{_key} names no file "
+                "(README Metrics); the training log's SWD stays",
+                file=sys.stderr,
+            )
 
 
 onsuccess:

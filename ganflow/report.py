@@ -45,6 +45,12 @@ LOSS_PANELS = [
     ("Augmentation probability", "p", [("augment_p", "ADA p")]),
 ]
 SWD_PANEL = ("Sliced Wasserstein distance (fakes vs reals)", "SWD x 1e3", [("swd", "SWD")])
+# Drawn under SWD when the log holds them (train.metrics_ticks with metrics files).
+METRIC_PANELS = [
+    ("Frechet Inception distance", "FID", [("fid", "FID")]),
+    ("Kernel Inception distance", "KID", [("kid", "KID")]),
+    ("Precision and recall (VGG16, k = 3)", "share", [("precision", "precision"), ("recall", "recall")]),
+]
 
 
 @dataclass(frozen=True)
@@ -210,14 +216,15 @@ def log_columns(log_csv: str | os.PathLike) -> dict[str, list[float]]:
     """Columns of a training log.csv as floats; an empty or unparsable cell becomes NaN, so a
     tick that logged no SWD, or a line cut short by a kill, only loses that one point."""
     rows = read_log(log_csv, partial=True)
-    names = [n for panel in LOSS_PANELS + [SWD_PANEL] for n, _ in panel[2]]
+    names = [n for panel in LOSS_PANELS + [SWD_PANEL] + METRIC_PANELS for n, _ in panel[2]]
     return {name: [_number(r.get(name)) for r in rows] for name in ["kimg"] + names}
 
 
 def training_curves(log_csv: str | os.PathLike, out_losses: str | os.PathLike, out_swd: str | os.PathLike,
                     *, title: str = "") -> int:
-    """Loss, D output, R1 and ADA-p panels (one chart) and the SWD curve (another) over kimg.
-    Returns the number of logged ticks."""
+    """Loss, D output, R1 and ADA-p panels (one chart) and the SWD curve with, where the
+    log has them, FID, KID, precision and recall (another) over kimg. Returns the number
+    of logged ticks."""
     cols = log_columns(log_csv)
     prefix = f"{title}: " if title else ""
     xspan = _span(cols["kimg"], pad=0.0)
@@ -228,7 +235,8 @@ def training_curves(log_csv: str | os.PathLike, out_losses: str | os.PathLike, o
                           title=prefix + name, xlabel="training progress (kimg)", ylabel=ylabel, xspan=xspan)
 
     save_png(stack([panel(p) for p in LOSS_PANELS]), out_losses)
-    save_png(panel(SWD_PANEL), out_swd)
+    measured = [p for p in METRIC_PANELS if any(math.isfinite(v) for c, _ in p[2] for v in cols[c])]
+    save_png(stack([panel(p) for p in [SWD_PANEL] + measured]), out_swd)
     return len(cols["kimg"])
 
 
@@ -363,14 +371,45 @@ def _media(path: Path, out_dir: Path, embed_limit: int) -> str:
             f"<figcaption>{name}</figcaption></figure>")
 
 
+# The rounds table's metric columns: metrics.json's key, heading, scale, decimals.
+ROUND_METRICS = (("fid", "FID", 1, 2), ("kid", "KID x 1e3", 1e3, 2), ("precision", "precision", 1, 3),
+                 ("recall", "recall", 1, 3))
+
+
+def _last(values: Sequence[float]) -> float:
+    return next((v for v in reversed(values) if math.isfinite(v)), math.nan)
+
+
+def rounds_table(rounds: Sequence[tuple[str | os.PathLike, str | os.PathLike | None]]) -> str:
+    """Per round (its log.csv, its metrics.json or None): the kimg trained, the last SWD of
+    the log, and the field's metrics where they were computed, as an HTML table."""
+    lines = ["<table>", "<tr><th>round</th><th>kimg</th><th>SWD x 1e3</th>"
+             + "".join(f"<th>{head}</th>" for _, head, _, _ in ROUND_METRICS) + "</tr>"]
+    for r, (log_csv, metrics_json) in enumerate(rounds, 1):
+        cols = log_columns(log_csv)
+        measured = json.loads(Path(metrics_json).read_text()) if metrics_json else {}
+        cells = [f"{_last(cols['kimg']):.1f}", f"{_last(cols['swd']):.1f}"] + [
+            f"{measured[key] * scale:.{places}f}" if key in measured else "" for key, _, scale, places in ROUND_METRICS]
+        lines.append(f"<tr><td>{r}</td>" + "".join(f'<td class="n">{c}</td>' for c in cells) + "</tr>")
+    lines.append("</table>")
+    if not any(m for _, m in rounds):
+        lines.append("<p>FID, KID, precision and recall were not computed: metrics.inception and metrics.vgg16 "
+                     "name no file (README Metrics).</p>")
+    return "\n".join(lines)
+
+
 def overview_page(out_html: str | os.PathLike, *, title: str, funnel_tsv: str | os.PathLike,
                   sections: Sequence[tuple[str, Sequence[str | os.PathLike]]],
+                  rounds: Sequence[tuple[str | os.PathLike, str | os.PathLike | None]] = (),
                   embed_limit: int = EMBED_LIMIT) -> int:
-    """Everything on one page, in the order of the chain: the funnel table, then each
-    (heading, files) section of images and videos. Returns the number of media shown."""
+    """Everything on one page, in the order of the chain: the funnel table, the rounds'
+    metrics (rounds_table), then each (heading, files) section of images and videos.
+    Returns the number of media shown."""
     out_dir = Path(out_html).parent
     table, _ = _funnel_table(funnel_tsv)
     body, count = ["<h4>Data funnel</h4>", table], 0
+    if rounds:
+        body += ["<h4>Rounds</h4>", rounds_table(rounds)]
     for heading, files in sections:
         if files:
             body.append(f"<h4>{html.escape(heading)}</h4>")

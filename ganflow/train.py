@@ -29,6 +29,7 @@ from tensorflow.core.framework import summary_pb2
 
 from . import devices, networks, weights
 from . import swd as swd_lib
+from .metrics import METRICS, measurer, shown
 from .imaging import sha256_file
 from .media import save_png, tile
 from .records import dataset_fingerprint, training_dataset
@@ -308,8 +309,8 @@ def dataset_stream(dataset_dir: str | os.PathLike, cfg: TrainConfig) -> Callable
 
 def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fingerprint: str,
           run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-          init_from: str | os.PathLike | None = None, strategy: tf.distribute.Strategy | None = None
-          ) -> dict[str, Any]:
+          init_from: str | os.PathLike | None = None, strategy: tf.distribute.Strategy | None = None,
+          measure: Callable[[networks.Generator], dict] | None = None) -> dict[str, Any]:
     """Train until total_kimg, resuming from run_dir's newest intact snapshot if there is one.
 
     `stream(start)` is the endless training stream (images or batches) from image `start`
@@ -318,7 +319,9 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
     run_dir (snapshots, running log, frames, TensorBoard) must lie outside the rule's
     declared outputs; out_dir receives the exports. init_from only applies to a fresh
     run: a resumed run continues its own weights. `strategy` (default: from cfg.devices)
-    may span worker processes: each runs train(), only the chief writes files.
+    may span worker processes: each runs train(), only the chief writes files. `measure`
+    (the chief's: metrics.measurer) gives the EMA generator's metrics for the log every
+    cfg.metrics_ticks ticks.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     strategy = strategy or make_strategy(cfg.devices)
@@ -400,6 +403,10 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
         scores = _swd_now(trainer, reference, cfg) if with_swd else {}
         if scores:
             last_swd = scores["swd"]
+        if measure and cfg.metrics_ticks and (tick % cfg.metrics_ticks == 0 or nimg >= total_nimg):
+            measured = measure(trainer.G_ema)
+            scores.update({k: measured[k] for k in METRICS if k in measured})
+            log.info("kimg %.3f: %s", nimg / 1000, shown(measured))
         steps = tick_imgs / (trainer.batch * cfg.d_repeats)  # stats hold the means over these
         row = {"kimg": f"{nimg / 1000:.3f}", "tick": tick, "step": int(trainer.d_steps.numpy()) // cfg.d_repeats,
                "seconds": f"{seconds:.2f}", "sec_per_tick": f"{time.perf_counter() - tick_begun:.2f}",
@@ -409,7 +416,9 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
                # percent, training is data-bound and images_per_sec is the reader's rate.
                "data_wait_pct": f"{100 * stats['data_wait'] * steps / step_seconds:.1f}" if tick_imgs else "",
                "augment_p": f"{float(trainer.augment_p.numpy()):.4f}",
-               "swd": f"{scores['swd']:.4f}" if scores else "", "frame": frame}
+               "swd": f"{scores['swd']:.4f}" if "swd" in scores else "", "frame": frame}
+        for key in METRICS:
+            row[key] = f"{scores[key]:.6g}" if key in scores else ""
         for key in ("loss_g", "loss_d", "r1", "pl", "d_real", "d_fake"):
             row[key] = f"{stats[key]:.5f}" if key in stats else ""
         append_log(log_path, row)
@@ -460,7 +469,8 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
 
 
 def run(settings: dict[str, Any], dataset_dir: str | os.PathLike, run_dir: str | os.PathLike,
-        out_dir: str | os.PathLike, *, init_from: str | os.PathLike | None = None, threads: int = 1) -> dict:
+        out_dir: str | os.PathLike, *, init_from: str | os.PathLike | None = None, threads: int = 1,
+        metrics: dict | None = None) -> dict:
     """One training job or one worker of it: the cluster found (first: it picks this
     task's GPUs), devices checked and logged, the strategy made (before any other
     TensorFlow op, as a cluster's must be), then train()."""
@@ -468,13 +478,19 @@ def run(settings: dict[str, Any], dataset_dir: str | os.PathLike, run_dir: str |
     cfg = TrainConfig.from_dict(settings)
     devices.start(threads, require_gpu=cfg.require_gpu, devices=cfg.devices, computes=None)
     strategy = make_strategy(cfg.devices, cluster)
+    measure = None
+    if cfg.metrics_ticks and metrics and (metrics.get("inception") or metrics.get("vgg16")):
+        measure = measurer(dataset_dir, cfg.resolution, **metrics)
+    elif cfg.metrics_ticks:
+        log.warning("train.metrics_ticks is %d but metrics.inception and metrics.vgg16 name no file: the log "
+                    "gets SWD only (README Metrics)", cfg.metrics_ticks)
     return train(cfg, dataset_stream(dataset_dir, cfg), dataset_fingerprint(dataset_dir), run_dir, out_dir,
-                 init_from=init_from, strategy=strategy)
+                 init_from=init_from, strategy=strategy, measure=measure)
 
 
 def launch(settings: dict[str, Any], dataset_dir: str | os.PathLike, run_dir: str | os.PathLike,
            out_dir: str | os.PathLike, *, init_from: str | os.PathLike | None = None, threads: int = 1,
-           launcher: str = "srun") -> None:
+           launcher: str = "srun", metrics: dict | None = None) -> None:
     """The train rule's job: run() here, or, when the settings ask for nodes x
     tasks_per_node > 1 workers, that many tasks of `python -m ganflow.train` started by
     `launcher` (srun inside the SLURM allocation) with their output in this job's log. A
@@ -482,7 +498,7 @@ def launch(settings: dict[str, Any], dataset_dir: str | os.PathLike, run_dir: st
     resumes from the newest snapshot like any other."""
     tasks = int(settings.get("nodes", 1)) * int(settings.get("tasks_per_node", 1))
     if tasks <= 1:
-        run(settings, dataset_dir, run_dir, out_dir, init_from=init_from, threads=threads)
+        run(settings, dataset_dir, run_dir, out_dir, init_from=init_from, threads=threads, metrics=metrics)
         return
     command = shlex.split(launcher)
     if not command or Path(command[0]).name != "srun" or not shutil.which(command[0]):
@@ -496,7 +512,7 @@ def launch(settings: dict[str, Any], dataset_dir: str | os.PathLike, run_dir: st
     with atomic_open(job) as fh:
         json.dump({"settings": settings, "dataset_dir": str(dataset_dir), "run_dir": str(run_dir),
                    "out_dir": str(out_dir), "init_from": str(init_from) if init_from else None,
-                   "threads": threads}, fh)
+                   "threads": threads, "metrics": metrics}, fh)
     command += ["--ntasks", str(tasks), "--kill-on-bad-exit=1", "--label", sys.executable, "-m", "ganflow.train",
                 str(job)]
     log.info("starting %d training workers: %s", tasks, shlex.join(command))
@@ -517,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
     with logged(None):
         job = json.loads(Path(args[0]).read_text())
         run(job["settings"], job["dataset_dir"], job["run_dir"], job["out_dir"], init_from=job["init_from"],
-            threads=job["threads"])
+            threads=job["threads"], metrics=job.get("metrics"))
 
 
 if __name__ == "__main__":

@@ -151,7 +151,9 @@ class TrainConfig:
     re-cleaned): "continue" its weights on the new data (logged), "restart" from scratch
     (the old snapshots kept aside), or "stop" with a sentence.
     `xla` compiles the gradient computation (slower on CPU: see benchmarks/); it pads
-    augmented images by a fixed margin (see augment.py).
+    augmented images by a fixed margin (see augment.py). Every `metrics_ticks` ticks (0:
+    never) the log gets the field's metrics of the EMA generator (upstream's --metrics at
+    its snapshots), from the files of the config's metrics: section (train.run).
     """
 
     preset: str = "by-resolution"
@@ -189,6 +191,7 @@ class TrainConfig:
     total_kimg: float | None = None
     tick_kimg: float = 4.0
     snapshot_ticks: int = 10
+    metrics_ticks: int = 0
     keep_snapshots: int = 3
     grid: list = field(default_factory=lambda: [6, 4])
     grid_cell_px: int = 256

@@ -11,7 +11,7 @@ from pathlib import Path
 from .tables import atomic_open
 
 LOG_COLUMNS = ["kimg", "tick", "step", "seconds", "sec_per_tick", "sec_per_kimg", "images_per_sec", "data_wait_pct",
-               "loss_g", "loss_d", "r1", "pl", "d_real", "d_fake", "augment_p", "swd", "frame"]
+               "loss_g", "loss_d", "r1", "pl", "d_real", "d_fake", "augment_p", "swd", "fid", "kid", "precision", "recall", "frame"]
 
 
 def read_log(path: str | os.PathLike, *, partial: bool = False) -> list[dict[str, str | None]]:

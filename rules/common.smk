@@ -389,6 +389,17 @@ def train_params(wildcards):
     return canonical(settings)
 
 
+def train_metrics():
+    """The metrics section when training measures its snapshots (train.metrics_ticks)."""
+    return section("metrics") if config["train"].get("metrics_ticks") else {}
+
+
+def train_metric_files():
+    """The feature networks' files training reads when it measures its snapshots."""
+    metrics = train_metrics()
+    return [metrics[k] for k in ("inception", "vgg16") if metrics.get(k)]
+
+
 def data_targets():
     """The data stages' results: final images, the funnel and contact sheets."""
     return (
@@ -415,6 +426,13 @@ def pngs(paths):
     return [path for path in paths if path.endswith(".png")]
 
 
+def metrics_targets():
+    """Each round's metrics.json, when metrics names a feature network's file."""
+    if config["metrics"]["inception"] or config["metrics"]["vgg16"]:
+        return expand(f"{R}/round-{{r}}/metrics.json", r=ROUNDS)
+    return []
+
+
 def get_final_output():
     """Everything `snakemake` builds by default: every round trains, each round but the
     last is ranked for the next one, then samples, figures, videos and report pages; with
@@ -425,11 +443,7 @@ def get_final_output():
         data_targets()
         + expand(f"{R}/round-{{r}}/train/export.json", r=ROUNDS)
         + expand(f"{R}/round-{{r}}/keep.tsv", r=ROUNDS[1:])
-        + (
-            expand(f"{R}/round-{{r}}/metrics.json", r=ROUNDS)
-            if config["metrics"]["inception"]
-            else []
-        )
+        + metrics_targets()
         + generator_outputs()
         + [f"{R}/videos/training-progress.mp4"]
         + REPORT_PAGES

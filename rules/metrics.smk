@@ -1,5 +1,6 @@
-# FID and KID of round r's generator against round r's dataset, when metrics.inception
-# names the Inception graph (ganflow/metrics.py; README Metrics).
+# The field's metrics of round r's generator against round r's dataset: FID and KID when
+# metrics.inception names the Inception graph, precision and recall when metrics.vgg16
+# names VGG16's weights (ganflow/metrics.py; README Metrics).
 
 
 METRICS_INPUT = made(
@@ -12,6 +13,7 @@ rule metrics:
     input:
         unpack(METRICS_INPUT),
         inception=config["metrics"]["inception"] or [],
+        vgg16=config["metrics"]["vgg16"] or [],
     output:
         f"{R}/round-{{r}}/metrics.json",
     log:
@@ -25,9 +27,14 @@ rule metrics:
         gpu=1,
     params:
         made=METRICS_INPUT.digest,
-        images=config["metrics"]["images"],
-        kid=[config["metrics"]["kid_subsets"], config["metrics"]["kid_subset_size"]],
-        sha256=config["metrics"]["inception_sha256"],
+        settings={
+            k: config["metrics"][k]
+            for k in ("images", "kid_subsets", "kid_subset_size", "neighbours")
+        },
+        sha256=[
+            config["metrics"]["inception_sha256"],
+            config["metrics"]["vgg16_sha256"],
+        ],
         code=code_digest("metrics"),
     script:
         adapter("metrics")

@@ -129,6 +129,8 @@ rule report_video:
 
 REPORT_OVERVIEW_INPUT = made(
     funnel=f"{R}/report/funnel.tsv",
+    logs=expand(f"{R}/round-{{r}}/train/log.csv", r=ROUNDS),
+    metrics=metrics_targets(),
     contact=expand(f"{R}/report/contact-{{stage}}.png", stage=CONTACT_STAGES),
     curves=expand(
         f"{R}/report/round-{{r}}/{{plot}}.png", r=ROUNDS, plot=["losses", "swd"]

@@ -13,6 +13,7 @@ TRAIN_INPUT = made(
 checkpoint train:
     input:
         unpack(TRAIN_INPUT),
+        metric_nets=train_metric_files(),
     output:
         generator=directory(f"{R}/round-{{r}}/train/generator"),
         discriminator=directory(f"{R}/round-{{r}}/train/discriminator"),
@@ -35,6 +36,7 @@ checkpoint train:
         train=train_params,
         run_dir=f"{R}/round-{{r}}/train/run",
         init_from=init_from,
+        metrics=train_metrics(),
         code=code_digest("train"),
     script:
         adapter("train")

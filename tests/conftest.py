@@ -36,9 +36,10 @@ def tadne_grid() -> Path:
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory, cascade_path):
-    """The whole chain on a tiny demo (two rounds, ranking, metrics with a stand-in Inception
-    graph, samples, figures, videos, report pages): (workdir, its results/demo)."""
-    from test_feature_nets import stand_in
+    """The whole chain on a tiny demo (two rounds, ranking, metrics with stand-in Inception
+    and VGG16 files, also measured by training every 2 ticks, samples, figures, videos,
+    report pages): (workdir, its results/demo)."""
+    from test_feature_nets import stand_in, vgg16_stand_in
 
     if os.environ.get("PYTEST_XDIST_WORKER"):  # once per session, whichever worker: see FIRST below
         try:
@@ -48,7 +49,10 @@ def run(tmp_path_factory, cascade_path):
                         "grouping its modules (pytest-xdist#1386 on pytest 9.2; pyproject.toml pins 9.1)")
     wd = tmp_path_factory.mktemp("chain")
     (wd / "inception.pb").write_bytes(stand_in())
-    tiny_config(wd, cascade_path, **{"metrics.inception": str(wd / "inception.pb"), "metrics.images": 24})
+    vgg16_stand_in(wd / "vgg16.h5")
+    tiny_config(wd, cascade_path, **{"metrics.inception": str(wd / "inception.pb"),
+                                     "metrics.vgg16": str(wd / "vgg16.h5"), "metrics.images": 24,
+                                     "train.metrics_ticks": 2})
     snakemake(wd)
     return wd, wd / "results/demo"
 

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ganflow import report
 from ganflow.tables import read_tsv
+from ganflow.trainlog import read_log
 from workflow import jobs_planned, jobs_run, snakemake
 
 pytestmark = pytest.mark.slow  # the whole chain, two training rounds
@@ -62,14 +64,29 @@ def test_round_two_starts_from_round_one(run):
 
 
 def test_metrics_of_each_round(run):
-    """FID and KID per round against that round's dataset (a stand-in Inception graph: the
-    numbers only have to be well formed, and a round-2 model trained longer)."""
+    """FID, KID, precision and recall per round against that round's dataset (stand-in
+    networks: the numbers only have to be well formed)."""
     _, res = run
     for r in (1, 2):
         m = json.loads((res / f"round-{r}/metrics.json").read_text())
         assert m["generated_images"] == 24 and m["real_images"] == json.loads(
             (res / f"round-{r}/dataset/dataset.json").read_text())["count"]
         assert math.isfinite(m["fid"]) and m["fid"] >= 0 and math.isfinite(m["kid"])
+        assert 0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1
+    overview = (res / "overview.html").read_text()  # the rounds table shows them
+    assert overview.count("<h4>Rounds</h4>") == 1 and f'<td class="n">{m["precision"]:.3f}</td>' in overview
+
+
+def test_training_measures_every_metrics_ticks_and_draws_the_curves(run):
+    """train.metrics_ticks: 2 puts the four metrics in the log at tick 0, every second tick
+    and the last (round 2's one tick), and the SWD chart gains their three panels."""
+    _, res = run
+    for r, ticks in ((1, ["0", "2"]), (2, ["0", "1"])):
+        rows = read_log(res / f"round-{r}/train/log.csv")
+        assert [row["tick"] for row in rows if row["fid"]] == ticks
+        assert all(math.isfinite(float(row[k])) for row in rows if row["fid"] for k in ("fid", "kid", "precision",
+                                                                                          "recall"))
+        assert Image.open(res / f"report/round-{r}/swd.png").height == 4 * report.PANEL_SIZE[1]
 
 
 def test_samples_figures_and_videos(run):

@@ -4,6 +4,7 @@ and dropped images, empty or cut-short logs, the funnel table and self-contained
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from html.parser import HTMLParser
@@ -162,3 +163,18 @@ def test_overview_embeds_everything_and_enlarges_small_images(tmp_path):
     assert page.count("data:image/png;base64,") == 2 and page.count("data:video/mp4;base64,") == 1
     assert 'src="../big.mp4"' in page  # over the limit: linked beside the page, not embedded
     assert page.count('<tr class="stage">') == 2
+
+
+def test_rounds_table_shows_each_rounds_last_swd_and_its_metrics(tmp_path):
+    """The last logged SWD (not the last row's, which may have none) and each metric in
+    metrics.json; a round without metrics.json keeps empty cells, and with none at all the
+    page says why they are missing."""
+    logs = [_log(tmp_path / "1.csv", [_tick(1.0, "1", "1", "80.5"), _tick(2.0, "1", "1", "71.25"),
+                                      _tick(2.5, "1", "1", "")]),
+            _log(tmp_path / "2.csv", [_tick(0.5, "1", "1", "60")])]
+    (tmp_path / "m1.json").write_text(json.dumps({"fid": 12.345, "kid": 0.00789, "precision": 0.5}))
+    table = report.rounds_table([(logs[0], tmp_path / "m1.json"), (logs[1], None)])
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in table.split("\n") if row.startswith("<tr><td")]
+    assert rows == [["1", "2.5", "71.2", "12.35", "7.89", "0.500", ""], ["2", "0.5", "60.0", "", "", "", ""]]
+    assert "not computed" not in table
+    assert "metrics.inception and metrics.vgg16 name no file" in report.rounds_table([(logs[1], None)])

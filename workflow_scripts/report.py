@@ -16,6 +16,6 @@ with logged(snakemake.log[0]):
             ("Contact sheets", inp.contact), ("Training curves", inp.curves),
             ("Ranking", [*inp.scores, *inp.keep]), ("Samples", [inp.samples]), ("Figures", inp.figures),
             ("Videos", inp.videos), ("Projections: target | reconstruction", inp.projections),
-            ("Edits", inp.edits)])
+            ("Edits", inp.edits)], rounds=list(zip(inp.logs, inp.metrics or [None] * len(inp.logs))))
     else:
         report.video_page(inp[0], out[0], title=snakemake.wildcards.video.replace("-", " ").capitalize())

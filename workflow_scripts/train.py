@@ -8,4 +8,5 @@ from ganflow.runlog import logged
 with logged(snakemake.log[0]):
     train.launch(snakemake.params.train, Path(snakemake.input.dataset).parent, Path(snakemake.params.run_dir),
                  Path(snakemake.output.log).parent, init_from=snakemake.params.init_from or None,
-                 threads=snakemake.threads, launcher=snakemake.resources.get("mpi", "srun"))
+                 threads=snakemake.threads, launcher=snakemake.resources.get("mpi", "srun"),
+                 metrics=snakemake.params.metrics or None)

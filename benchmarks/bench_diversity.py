@@ -12,6 +12,10 @@ A sample share far from the data's, or a spread well under it, is mode dropping 
 kimg count alone does not show.
 
     .venv/bin/python benchmarks/bench_diversity.py results/demo [--seeds 512]
+
+--tagger scores with another run's tagger: a transfer run on a one-tag subset
+(config/transfer-blonde.yaml) has no tagger of its own worth the name, so it is scored by
+the demo's, like the base model it started from.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="results/<run>")
     ap.add_argument("--seeds", type=int, default=512)
+    ap.add_argument("--tagger", type=Path, help="a tagger.npz (default: the run's edits/tagger.npz)")
     args = ap.parse_args()
-    tagger = load_tagger(args.run / "edits" / "tagger.npz")
+    tagger = load_tagger(args.tagger or args.run / "edits" / "tagger.npz")
     rounds = sorted(args.run.glob("round-*/train/export.json"), key=lambda p: int(p.parent.parent.name[6:]))
     print("| round | kimg | images | colour spread | " + " | ".join(tagger.tags) + " |")
     print("|---" * (4 + len(tagger.tags)) + "|")

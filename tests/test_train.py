@@ -25,6 +25,7 @@ from PIL import Image
 
 from ganflow import networks, records, swd, train, trainlog, weights
 from ganflow import dataset as dataset_lib
+from ganflow.latents import seed_images
 from ganflow.runlog import SetupError
 from ganflow.tables import read_tsv, write_tsv
 from ganflow.train_config import TrainConfig
@@ -576,6 +577,42 @@ def test_init_from_shows_prior_model_in_first_frame(finished_run: Run, tmp_path:
                     tmp_path / "bad", tmp_path / "bad-out", init_from=finished_run.run_dir)
     with pytest.raises(SetupError, match="holds no intact snapshot"):
         train.train(cfg, data, "new-data", tmp_path / "bad2", tmp_path / "bad2-out", init_from=tmp_path / "bad")
+
+
+YELLOW = np.array([1.0, 0.9, -0.8], np.float32)  # the "character" of the transfer test: a yellow disk
+
+
+def yellow_share(G: networks.Generator, seeds: int = 128) -> float:
+    """The share of G's psi-1 samples with a yellow disk (over 5% of pixels near YELLOW):
+    the transfer test's stand-in for the demo's tagger calling an image blonde."""
+    px = np.concatenate([p for _, p in seed_images(G, range(seeds), 1.0)]).astype(np.float32) / 127.5 - 1
+    return float(((np.linalg.norm(px - YELLOW, axis=-1) < 0.5).mean(axis=(1, 2)) > 0.05).mean())
+
+
+def test_a_small_subset_transfers_onto_a_trained_model(finished_run: Run, tmp_path: Path) -> None:
+    """The seed's character transfer in small: the finished run's model (random disk colours)
+    fine-tuned on 40 images that all have a yellow disk, with init_from + Freeze-D + ADA,
+    for 1 kimg: the share of yellow-disk samples goes from none to a large part, and the
+    frozen discriminator layers are the base model's bit for bit."""
+    images = blobs(40, seed=5)
+    yy, xx = np.mgrid[0:16, 0:16] / 16
+    for image, (cy, cx, radius) in zip(images, np.random.default_rng(5).uniform([0.3, 0.3, 0.15], [0.7, 0.7, 0.3],
+                                                                              (40, 3))):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2] = YELLOW
+    subset = pack(images, tmp_path)
+    cfg = TrainConfig.from_dict({**RUN, "total_kimg": 1.024, "freeze_d": 2, "augment": True, "augment_p": 0.0,
+                                 "ada_kimg": 5.0})
+    result = train.train(cfg, stream(cfg, subset), records.dataset_fingerprint(subset), tmp_path / "run",
+                         tmp_path / "out", init_from=finished_run.out_dir)
+    assert result["init_from"] is not None and result["kimg"] == pytest.approx(1.024)
+    (G0, D0, _), (G1, D1, _) = weights.load_export(finished_run.out_dir), weights.load_export(tmp_path / "out")
+    before, after = yellow_share(G0), yellow_share(G1)
+    assert before <= 0.02 and after >= 0.3, (before, after)
+    for name in ("from_rgb", "conv0"):  # Freeze-D 2: fromrgb and the 16px block's conv0
+        layer0, layer1 = (D0.from_rgb, D1.from_rgb) if name == "from_rgb" else (D0.block_16.conv0, D1.block_16.conv0)
+        assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(layer0.weights, layer1.weights))
+    assert not np.array_equal(D0.block_16.conv1.weights[0].numpy(), D1.block_16.conv1.weights[0].numpy())
+    assert max(float(r["augment_p"]) for r in read_csv(tmp_path / "out" / "log.csv")) > 0  # ADA acted
 
 
 def test_dataset_of_wrong_resolution_is_refused(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -166,6 +168,11 @@ def test_fused_bias_lrelu_has_autodiffs_first_and_second_derivatives() -> None:
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
 
 
+# ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512 CPU imitates an AVX2 machine's convolutions, but a
+# bfloat16 matmul there segfaults (TensorFlow picks oneDNN's path by the real CPU's flags,
+# which the limit then forbids); a real AVX2-only CPU runs this test (issue 27's EPYC did).
+@pytest.mark.skipif(os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ("SSE41", "AVX", "AVX2", "AVX2_VNNI"),
+                    reason="bfloat16 segfaults under the ONEDNN_MAX_CPU_ISA imitation of an older CPU")
 def test_bfloat16_convolutions_match_float32() -> None:
     G32, G16 = _generator(16), networks.Generator(resolution=16, conv_dtype="bfloat16", **TINY)
     D32 = networks.Discriminator(resolution=16, channel_base=256, channel_max=16)

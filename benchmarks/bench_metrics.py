@@ -4,10 +4,12 @@ Rows:
 - generate: seconds per 1k images of a generator (random weights; speed does not depend
   on training) at the demo's size and at 256px, untruncated with random noise, as the
   metrics rule draws them;
-- inception / vgg16: seconds per 1k images through Keras's Inception-v3 (299x299, pool3's
-  2048 features) and VGG16 (224x224, fc2's 4096) with random weights: the feature
-  networks' architectures and FLOPs, not the official weight files (which this machine
-  cannot download). The images are resized to the network's input first, as upstream does;
+- inception: seconds per 1k images through Keras's Inception-v3 (299x299, pool3's 2048
+  features) with random weights: the official graph's architecture and FLOPs, not the
+  file itself (which this machine cannot download); the images are resized first;
+- vgg16: the same through the metrics' own VGG16 (feature_nets.load_vgg16: resize to 224,
+  13 convolutions, fc1, fc2's 4096) from a weights file of the real shapes with random
+  values (528 MB, written to a temporary folder);
 - fid / kid / pr: the arithmetic on random features of the real widths (2048, 2048, 4096)
   at a few sizes; FID's matrix root does not grow with N, KID grows with its subsets, and
   precision/recall's neighbour search with N^2, so the 50k estimate is extrapolated.
@@ -21,16 +23,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import h5py  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ganflow import networks  # noqa: E402
 from ganflow.feature_metrics import fid, kid, mean_cov, precision_recall  # noqa: E402
+from ganflow.feature_nets import VGG16_BLOCKS, load_vgg16  # noqa: E402
 from ganflow.latents import seed_images  # noqa: E402
 
 GENERATORS = {
@@ -57,15 +63,37 @@ def bench_generator(kwargs: dict, n: int) -> float:
     return per_1k(seconds, n)
 
 
-def bench_features(net: keras.Model, side: int, n: int, batch: int = 16) -> float:
-    """Seconds per 1k 256px uint8 images resized to `side` and run through `net`."""
-    forward = tf.function(lambda x: net(tf.image.resize(tf.cast(x, tf.float32), [side, side]), training=False))
+def bench_features(features, n: int, batch: int = 16) -> float:
+    """Seconds per 1k 256px uint8 images through `features` (images -> feature rows)."""
     images = np.random.default_rng(0).integers(0, 256, (batch, 256, 256, 3), np.uint8)
-    forward(images)  # trace
+    features(images)  # trace
     t0 = time.perf_counter()
     for _ in range(-(-n // batch)):
-        forward(images).numpy()
+        features(images)
     return per_1k(time.perf_counter() - t0, -(-n // batch) * batch)
+
+
+def keras_features(net: keras.Model, side: int):
+    forward = tf.function(lambda x: net(tf.image.resize(tf.cast(x, tf.float32), [side, side]), training=False))
+    return lambda images: forward(images).numpy()
+
+
+def vgg16_file(path: Path) -> Path:
+    """Keras's VGG16 weights file layout with the real shapes and random values."""
+    rng = np.random.default_rng(0)
+    widths, channels = (64, 128, 256, 512, 512), 3
+    with h5py.File(path, "w") as fh:
+        for b, (count, width) in enumerate(zip(VGG16_BLOCKS, widths), 1):
+            for i in range(1, count + 1):
+                fh[f"block{b}_conv{i}/W"] = rng.normal(0, 0.05, (3, 3, channels, width)).astype(np.float32)
+                fh[f"block{b}_conv{i}/b"] = np.zeros(width, np.float32)
+                fh[f"block{b}_conv{i}"].attrs["weight_names"] = ["W", "b"]
+                channels = width
+        for name, shape in (("fc1", (7 * 7 * 512, 4096)), ("fc2", (4096, 4096))):
+            fh[f"{name}/W"] = rng.normal(0, 0.01, shape).astype(np.float32)
+            fh[f"{name}/b"] = np.zeros(shape[1], np.float32)
+            fh[name].attrs["weight_names"] = ["W", "b"]
+    return path
 
 
 def main() -> None:
@@ -79,12 +107,11 @@ def main() -> None:
         print(f"generate, {name}: {rows[f'generate {name}']:.1f} s per 1k images", flush=True)
     inception = keras.applications.InceptionV3(weights=None, include_top=False, pooling="avg",
                                                input_shape=(299, 299, 3))
-    rows["inception"] = bench_features(inception, 299, args.images)
+    rows["inception"] = bench_features(keras_features(inception, 299), args.images)
     print(f"inception-v3 pool3 features (299x299): {rows['inception']:.1f} s per 1k images", flush=True)
-    vgg = keras.applications.VGG16(weights=None, include_top=True)
-    fc2 = keras.Model(vgg.input, vgg.get_layer("fc2").output)
-    rows["vgg16"] = bench_features(fc2, 224, args.images)
-    print(f"vgg16 fc2 features (224x224): {rows['vgg16']:.1f} s per 1k images", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows["vgg16"] = bench_features(load_vgg16(vgg16_file(Path(tmp) / "vgg16.h5")), args.images)
+    print(f"vgg16 fc2 features (load_vgg16, 224x224): {rows['vgg16']:.1f} s per 1k images", flush=True)
 
     rng = np.random.default_rng(0)
     feats = rng.standard_normal((10000, 2048)).astype(np.float32)

@@ -1,8 +1,9 @@
-"""The feature networks of the metrics, read from local files (no package ships them).
+"""The feature networks of the metrics, read from local files (no package ships them;
+the README names where to get them).
 
-FID and KID: Inception-v3's pool3 features from the TensorFlow graph of 2015-12-05 (classify_image_graph_def.pb, in inception-2015-12-05.tgz), the
-network every published FID was computed with. No package ships it, so it is read from a
-local file: the .pb, or the .tgz as downloaded (the README names where to get it).
+FID and KID: Inception-v3's pool3 features from the TensorFlow graph of 2015-12-05
+(classify_image_graph_def.pb, in inception-2015-12-05.tgz), the network every published
+FID was computed with, read from the .pb or from the .tgz as downloaded.
 
 Images go in as float RGB in [0, 255] at any size, in place of the graph's `ExpandDims`
 (where its own JPEG decoding ends): the graph then resizes them to 299x299 (its own
@@ -184,8 +185,8 @@ def load_vgg16(path: str | os.PathLike, sha256: str | None = None) -> Callable[[
     layers = [(tf.constant(k), tf.constant(b)) for k, b in _vgg16_arrays(path)]
     mean = tf.constant(VGG16_MEAN_BGR, tf.float32)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-    def network(images: tf.Tensor) -> tf.Tensor:
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)], autograph=False)
+    def network(images: tf.Tensor) -> tf.Tensor:  # (Python loops over the layers: nothing for AutoGraph)
         x = tf.image.resize(images, [VGG16_SIZE, VGG16_SIZE], antialias=True)[..., ::-1] - mean
         convs = iter(layers)
         for count in VGG16_BLOCKS:

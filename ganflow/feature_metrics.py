@@ -12,14 +12,26 @@ stylegan2-ada-pytorch computes fid50k_full, kid50k_full and pr50k3_full from the
   ones inside the generated manifold.
 
 The features come from the official networks (Inception-v3 pool3 for FID and KID, VGG16
-for precision and recall); this module only does the arithmetic, in float64 (upstream
-computes the distances of precision and recall in float16 on a GPU).
+for precision and recall, feature_nets.py); the arithmetic is in float64 (upstream
+computes the distances of precision and recall in float16 on a GPU). `Metrics` makes the
+two feature sets, a generator's samples and a packed dataset's images, and applies it: the
+metrics rule measures an export with it, training its snapshots (train.metrics_ticks).
 """
 
 from __future__ import annotations
 
+import os
+from typing import Callable
+
 import numpy as np
 import scipy.linalg
+
+from . import networks
+from .config import defaults
+from .feature_nets import load_inception, load_vgg16
+from .latents import seed_images
+from .records import iterate_images
+from .runlog import SetupError, progress
 
 
 def mean_cov(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,3 +93,81 @@ def precision_recall(real: np.ndarray, gen: np.ndarray, *, k: int = 3, batch: in
     precision = _inside(gen, real, _radii(real, k, batch), batch).mean()
     recall = _inside(real, gen, _radii(gen, k, batch), batch).mean()
     return float(precision), float(recall)
+
+
+_DEFAULTS = defaults("metrics")  # config/schema.yaml's metrics: section
+METRICS = ("fid", "kid", "precision", "recall")  # what metrics.json may hold, in the order shown
+
+
+def load_nets(*, inception: str | os.PathLike | None = None, inception_sha256: str | None = None,
+              vgg16: str | os.PathLike | None = None, vgg16_sha256: str | None = None) -> dict:
+    """The feature networks of the files given: 'inception' (FID, KID), 'vgg16' (precision,
+    recall); one sentence if neither is."""
+    nets = {}
+    if inception:
+        nets["inception"] = load_inception(inception, inception_sha256)
+    if vgg16:
+        nets["vgg16"] = load_vgg16(vgg16, vgg16_sha256)
+    if not nets:
+        raise SetupError("the metrics need metrics.inception (FID, KID) or metrics.vgg16 (precision, recall); "
+                         "see README Metrics")
+    return nets
+
+
+class Metrics:
+    """The metrics of any generator's `images` samples against every image of one packed
+    dataset, from the feature networks in `nets` (load_nets). The real features are read
+    once, so training can measure its snapshots (train.metrics_ticks) without rereading
+    the dataset; each image is generated once for every network."""
+
+    def __init__(self, dataset_dir: str | os.PathLike, nets: dict, resolution: int, *,
+                 images: int = _DEFAULTS["images"], kid_subsets: int = _DEFAULTS["kid_subsets"],
+                 kid_subset_size: int = _DEFAULTS["kid_subset_size"], neighbours: int = _DEFAULTS["neighbours"],
+                 batch: int = 16):
+        self.nets, self.images, self.batch = nets, images, batch
+        self.kid, self.neighbours = dict(subsets=kid_subsets, subset_size=kid_subset_size), neighbours
+        self.real = self._features((p for _, p in iterate_images(dataset_dir, batch, resolution)), desc="reals")
+
+    def _features(self, batches, **bar) -> dict[str, np.ndarray]:
+        rows = {name: [] for name in self.nets}
+        for pixels in progress(batches, unit="batch", **bar):
+            for name, net in self.nets.items():
+                rows[name].append(net(pixels))
+        return {name: np.concatenate(r) for name, r in rows.items()}
+
+    def __call__(self, G: networks.Generator) -> dict:
+        gen = self._features((p for _, p in seed_images(G, range(self.images), 1.0, noise_mode="random",
+                                                         batch_size=self.batch)),
+                             desc="generated", total=-(-self.images // self.batch))
+        real = self.real
+        result = {"real_images": len(next(iter(real.values()))), "generated_images": len(next(iter(gen.values())))}
+        if "inception" in gen:
+            result["fid"] = fid(mean_cov(real["inception"]), mean_cov(gen["inception"]))
+            result["kid"] = kid(real["inception"], gen["inception"], **self.kid)
+        if "vgg16" in gen:
+            result["precision"], result["recall"] = precision_recall(real["vgg16"], gen["vgg16"], k=self.neighbours)
+        return result
+
+
+def measurer(dataset_dir: str | os.PathLike, resolution: int, *, inception: str | os.PathLike | None = None,
+             inception_sha256: str | None = None, vgg16: str | os.PathLike | None = None,
+             vgg16_sha256: str | None = None, **settings) -> Callable[[networks.Generator], dict]:
+    """G -> its metrics against the dataset, for training's snapshots: the networks are
+    loaded and the reals read on the first call (only the chief measures)."""
+    made: list[Metrics] = []
+
+    def measure(G: networks.Generator) -> dict:
+        if not made:
+            nets = load_nets(inception=inception, inception_sha256=inception_sha256, vgg16=vgg16,
+                             vgg16_sha256=vgg16_sha256)
+            made.append(Metrics(dataset_dir, nets, resolution, **settings))
+        return made[0](G)
+
+    return measure
+
+
+
+
+def shown(result: dict) -> str:
+    """'fid 12.3, kid 0.0045, ...' of the metrics a result holds."""
+    return ", ".join(f"{k} {result[k]:.4g}" for k in METRICS if k in result)

@@ -17,8 +17,9 @@ restricted unpickler allows only the few functions that rebuild containers, tens
 arrays, each replaced by one of this module's own that makes plain numpy arrays (neither
 PyTorch nor TensorFlow 1 is imported, or needed); the embedded sources are kept as text
 and never run. Anything else a file names ends the import with one sentence naming it,
-before it is called. Models ganflow cannot run as their authors did (conditional,
-StyleGAN3 -T/-R, other architectures) are refused with a sentence too.
+before it is called. Models ganflow cannot run as their authors did (StyleGAN3 -T/-R,
+other architectures, TF1 conditional ones) are refused with a sentence too; conditional
+PyTorch models (c_dim > 0) import with their label embedding and projection discriminator.
 
 A file is also read as if hostile: each load gets its own stand-ins, which no pickle
 instruction can change; a tensor is copied out of a storage the file stores, index by
@@ -1003,9 +1004,6 @@ def _check_filter(rec: _Persistent, source: str) -> None:
 def _torch_generator(G: _Persistent, source: str) -> tuple[dict, _Params]:
     """A persistence-pickled StyleGAN2 Generator -> (ganflow architecture, weights)."""
     mapping, synthesis = G.child("mapping"), G.child("synthesis")
-    if G.get("c_dim", 0):
-        raise _refuse(source, f"is a conditional model (c_dim {_quote(G.get('c_dim'))}: images depend on a class "
-                              f"label), which ganflow does not support")
     if synthesis is not None and synthesis.child("b4") is None and (synthesis.child("input") or "SynthesisInput"
                                                                     in synthesis.module_src):
         raise _refuse(source, "is a StyleGAN3 (alias-free, -T or -R) generator, not StyleGAN2; ganflow only runs "
@@ -1017,9 +1015,12 @@ def _torch_generator(G: _Persistent, source: str) -> tuple[dict, _Params]:
     resolution = _resolution(G.get("img_resolution"), "img_resolution", source)
     z_dim = _count(G.get("z_dim"), "z_dim", 1, _MAX_DIM, source)
     w_dim = _count(G.get("w_dim"), "w_dim", 1, _MAX_DIM, source)
+    c_dim = _count(G.get("c_dim", 0), "c_dim", 0, _MAX_DIM, source)
     p = _Params(source, "generator")
 
     num_layers = _count(mapping.get("num_layers", 0), "num_layers", 1, _MAX_MAPPING_LAYERS, source)
+    if c_dim:
+        _embedding(mapping, "mapping", p, source)
     lr_muls = set()
     for i in range(num_layers):
         fc = mapping.child(f"fc{i}")
@@ -1080,17 +1081,26 @@ def _torch_generator(G: _Persistent, source: str) -> tuple[dict, _Params]:
                 channel_base=_count(skw.get("channel_base", 32768), "channel_base", 1, 1 << 24, source),
                 channel_max=_count(skw.get("channel_max", 512), "channel_max", 1, _MAX_CHANNELS, source),
                 conv_clamp=_one_value(clamps, source, "conv_clamp"))
+    if c_dim:
+        arch["c_dim"] = c_dim
     return arch, p
+
+
+def _embedding(mapping: _Persistent, prefix: str, p: _Params, source: str) -> None:
+    """A conditional mapping's label embedding (a linear dense layer at the full learning
+    rate, as upstream's), into p under `prefix`.embed."""
+    embed = mapping.child("embed")
+    if embed is None or embed.get("activation", "linear") != "linear" or embed.get("bias_gain", 1.0) != 1:
+        raise _refuse(source, f"has a conditional {prefix} without a plain label embedding (embed)")
+    p[f"{prefix}.embed.weight"], p[f"{prefix}.embed.bias"] = embed.tensor("weight").T, embed.tensor("bias")
 
 
 def _torch_discriminator(D: _Persistent, source: str) -> tuple[dict, _Params]:
     """A persistence-pickled StyleGAN2 Discriminator -> (ganflow architecture, weights)."""
     if D.class_name != "Discriminator" or D.child("b4") is None:
         raise _refuse(source, f"holds a {_name(D.class_name)} that is not a StyleGAN2 discriminator")
-    if D.get("c_dim", 0):
-        raise _refuse(source, f"is a conditional model (c_dim {_quote(D.get('c_dim'))}: images depend on a class "
-                              f"label), which ganflow does not support")
     resolution = _resolution(D.get("img_resolution"), "img_resolution", source)
+    c_dim = _count(D.get("c_dim", 0), "c_dim", 0, _MAX_DIM, source)
     p = _Params(source, "discriminator")
     clamps = set()
     res = resolution
@@ -1112,8 +1122,10 @@ def _torch_discriminator(D: _Persistent, source: str) -> tuple[dict, _Params]:
         res //= 2
     epilogue = D.child("b4")
     mbstd = epilogue.child("mbstd")
-    if mbstd is None or mbstd.get("num_channels", 1) != 1 or epilogue.get("cmap_dim", 0):
-        raise _refuse(source, "has a 4x4 epilogue other than StyleGAN2's (one minibatch-stddev feature, no labels)")
+    cmap_dim = _count(epilogue.get("cmap_dim", 0), "cmap_dim", 0, _MAX_DIM, source)
+    if mbstd is None or mbstd.get("num_channels", 1) != 1 or bool(cmap_dim) != bool(c_dim):
+        raise _refuse(source, "has a 4x4 epilogue other than StyleGAN2's (one minibatch-stddev feature, and a "
+                              "label projection exactly when the model is conditional)")
     group = mbstd.get("group_size")
     if group is None:
         log.warning("%s takes the minibatch stddev over the whole batch; ganflow uses groups of 4 "
@@ -1132,6 +1144,20 @@ def _torch_discriminator(D: _Persistent, source: str) -> tuple[dict, _Params]:
                 channel_max=_count(kw.get("channel_max", 512), "channel_max", 1, _MAX_CHANNELS, source),
                 mbstd_group=_count(group, "mbstd group_size", 1, _MAX_MBSTD_GROUP, source),
                 mbstd_grouping="strided", conv_clamp=_one_value(clamps, source, "conv_clamp"))
+    if c_dim:  # the projection discriminator's mapping of the labels: embed, then fc0.. at lr 0.01
+        mapping = D.child("mapping")
+        if mapping is None:
+            raise _refuse(source, "is a conditional discriminator without a mapping of its labels")
+        layers = _count(mapping.get("num_layers", 0), "the label mapping's num_layers", 1, _MAX_MAPPING_LAYERS,
+                        source)
+        _embedding(mapping, "mapping", p, source)
+        for i in range(layers):
+            fc = mapping.child(f"fc{i}")
+            if fc is None or fc.get("activation", "lrelu") != "lrelu" or fc.get("bias_gain") != 0.01:
+                raise _refuse(source, f"has a label mapping layer fc{i} that is missing, not leaky-ReLU or not at "
+                                      "the official learning rate 0.01")
+            p[f"mapping.fc{i}.weight"], p[f"mapping.fc{i}.bias"] = fc.tensor("weight").T, fc.tensor("bias")
+        arch.update(c_dim=c_dim, cmap_dim=cmap_dim, c_mapping_layers=layers)
     return arch, p
 
 
@@ -1318,10 +1344,7 @@ def _generator_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
     variables networks.Generator makes, computed without making them)."""
     z, w, r = arch["z_dim"], arch["w_dim"], int(math.log2(arch["resolution"]))
     ch = [networks.channels_at(2 ** i, arch["channel_base"], arch["channel_max"]) for i in range(r + 1)]
-    dims = [z] + [w] * arch["mapping_layers"]
-    shapes: dict[str, tuple[int, ...]] = {}
-    for i in range(arch["mapping_layers"]):
-        shapes[f"mapping.fc{i}.weight"], shapes[f"mapping.fc{i}.bias"] = (dims[i], dims[i + 1]), (dims[i + 1],)
+    shapes = _mapping_shapes(z, arch.get("c_dim", 0), w, arch["mapping_layers"])
     shapes["mapping.w_avg"] = (w,)
     shapes["b4.const"] = (1, 4, 4, ch[2])
     for i in range(2, r + 1):
@@ -1333,6 +1356,15 @@ def _generator_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
                            f"{key}.noise_const": (res, res)})
         shapes.update({f"b{res}.torgb.weight": (1, 1, cout, 3), f"b{res}.torgb.affine.weight": (w, cout),
                        f"b{res}.torgb.affine.bias": (cout,), f"b{res}.torgb.bias": (3,)})
+    return shapes
+
+
+def _mapping_shapes(z: int, c: int, w: int, layers: int) -> dict[str, tuple[int, ...]]:
+    """A mapping's dense layers (and, with labels, its embedding), as networks.Mapping makes them."""
+    dims = [z + (w if c else 0)] + [w] * layers
+    shapes = {f"mapping.embed.weight": (c, w), "mapping.embed.bias": (w,)} if c else {}
+    for i in range(layers):
+        shapes[f"mapping.fc{i}.weight"], shapes[f"mapping.fc{i}.bias"] = (dims[i], dims[i + 1]), (dims[i + 1],)
     return shapes
 
 
@@ -1348,8 +1380,11 @@ def _discriminator_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
                        f"b{res}.conv1.weight": (3, 3, cin, cout), f"b{res}.conv1.bias": (cout,),
                        f"b{res}.skip.weight": (1, 1, cin, cout)})
     shapes.update({"b4.conv.weight": (3, 3, ch[2] + 1, ch[2]), "b4.conv.bias": (ch[2],),
-                   "b4.fc.weight": (16 * ch[2], ch[2]), "b4.fc.bias": (ch[2],),
-                   "b4.out.weight": (ch[2], 1), "b4.out.bias": (1,)})
+                   "b4.fc.weight": (16 * ch[2], ch[2]), "b4.fc.bias": (ch[2],)})
+    out = arch.get("cmap_dim") or 1
+    shapes.update({"b4.out.weight": (ch[2], out), "b4.out.bias": (out,)})
+    if arch.get("c_dim"):
+        shapes.update(_mapping_shapes(0, arch["c_dim"], out, arch["c_mapping_layers"]))
     return shapes
 
 
@@ -1377,10 +1412,15 @@ def _set(variable: Any, value: np.ndarray, name: str, params: _Params) -> None:
     variable.assign(value)
 
 
+def _fill_mapping(mapping: Any, p: _Params) -> None:
+    for name, layer in ([("embed", mapping.embed)] if mapping.embed is not None else []) + [
+            (f"fc{i}", fc) for i, fc in enumerate(mapping.fcs)]:
+        _set(layer.weight, p.take(f"mapping.{name}.weight"), f"mapping.{name}.weight", p)
+        _set(layer.bias, p.take(f"mapping.{name}.bias"), f"mapping.{name}.bias", p)
+
+
 def _fill_generator(G: Any, p: _Params) -> None:
-    for i, fc in enumerate(G.mapping.fcs):
-        _set(fc.weight, p.take(f"mapping.fc{i}.weight"), f"mapping.fc{i}.weight", p)
-        _set(fc.bias, p.take(f"mapping.fc{i}.bias"), f"mapping.fc{i}.bias", p)
+    _fill_mapping(G.mapping, p)
     _set(G.mapping.w_avg, p.take("mapping.w_avg"), "mapping.w_avg", p)
     for block in G.synthesis.blocks:
         res = block.resolution
@@ -1416,6 +1456,8 @@ def _fill_discriminator(D: Any, p: _Params) -> None:
     for layer, name in ((D.conv, "conv"), (D.fc, "fc"), (D.out, "out")):
         _set(layer.weight, p.take(f"b4.{name}.weight"), f"b4.{name}.weight", p)
         _set(layer.bias, p.take(f"b4.{name}.bias"), f"b4.{name}.bias", p)
+    if D.mapping is not None:
+        _fill_mapping(D.mapping, p)
 
 
 def _build(cls: Any, arch: dict, params: _Params, fill: Callable, source: str) -> Any:

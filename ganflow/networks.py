@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from .runlog import SetupError
+
 LRELU_SLOPE = 0.2
 # Leaky ReLU drops about half of the signal's power; sqrt(2) restores unit scale (He et al.).
 LRELU_GAIN = math.sqrt(2.0)
@@ -345,29 +347,49 @@ def style_groups(resolution: int) -> dict[str, tuple[int, int]]:
     return {"coarse": (0, a), "middle": (a, b), "fine": (b, n)}
 
 
+def _normalize(x: tf.Tensor) -> tf.Tensor:
+    """Each row scaled to unit second moment: every latent (and label embedding) on one sphere."""
+    return x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=1, keepdims=True) + 1e-8)
+
+
 class Mapping(keras.layers.Layer):
-    """z -> w through an MLP with reduced learning rate; tracks the average w.
+    """z (and, for a conditional model, labels c) -> w through an MLP with reduced learning
+    rate; tracks the average w.
 
     `w_avg` is a non-trainable buffer the training loop moves towards the batch mean
-    of w; truncation pulls styles towards it.
+    of w; truncation pulls styles towards it. With `c_dim` > 0, c is embedded by a dense
+    layer (`embed`, w_dim wide), normalised and concatenated to the normalised z, as the
+    official conditional StyleGAN2 does; `z_dim` 0 with `num_ws` None is the
+    discriminator's mapping of c alone (no broadcast, no average).
     """
 
-    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float, num_ws: int,
-                 **kwargs) -> None:
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, lr_mul: float, num_ws: int | None,
+                 c_dim: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
-        dims = [z_dim] + [w_dim] * num_layers
+        self.embed = Dense(c_dim, w_dim, name="embed") if c_dim else None
+        dims = [z_dim + (w_dim if c_dim else 0)] + [w_dim] * num_layers
         self.fcs = _track(self, [Dense(dims[i], dims[i + 1], lr_mul=lr_mul, activate=True, name=f"fc{i}")
                                  for i in range(num_layers)])
-        self.w_avg = self.add_weight(shape=(w_dim,), initializer="zeros", trainable=False, name="w_avg")
-        self.num_ws = num_ws
+        self.w_avg = (self.add_weight(shape=(w_dim,), initializer="zeros", trainable=False, name="w_avg")
+                      if num_ws is not None else None)
+        self.z_dim, self.c_dim, self.num_ws = z_dim, c_dim, num_ws
         self.built = True
 
-    def call(self, z: tf.Tensor, psi: float | tf.Tensor = 1.0, cutoff: int | None = None) -> tf.Tensor:
-        """ws for latents z; psi < 1 pulls the first `cutoff` (default all) towards w_avg."""
-        # Normalising z puts every latent on the same sphere, whatever its sampled norm.
-        x = z * tf.math.rsqrt(tf.reduce_mean(tf.square(z), axis=1, keepdims=True) + 1e-8)
+    def call(self, z: tf.Tensor | None, psi: float | tf.Tensor = 1.0, cutoff: int | None = None,
+             c: tf.Tensor | None = None) -> tf.Tensor:
+        """ws for latents z (and labels c); psi < 1 pulls the first `cutoff` (default all)
+        towards w_avg."""
+        if self.c_dim and c is None:
+            raise SetupError(f"this generator is conditional ({self.c_dim} labels): it needs labels c with its "
+                             "latents, which this stage does not pass yet")
+        parts = [_normalize(z)] if self.z_dim else []
+        if self.c_dim:
+            parts.append(_normalize(self.embed(tf.cast(c, tf.float32))))
+        x = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
         for fc in self.fcs:
             x = fc(x)
+        if self.num_ws is None:
+            return x
         ws = tf.tile(x[:, None, :], [1, self.num_ws, 1])
         if isinstance(psi, (int, float)) and psi == 1:
             return ws
@@ -480,24 +502,27 @@ class Generator(keras.layers.Layer):
     def __init__(self, *, resolution: int = 512, z_dim: int = 512, w_dim: int = 512,
                  mapping_layers: int = 8, mapping_lr_mul: float = 0.01,
                  channel_base: int = 32768, channel_max: int = 512, conv_clamp: float | None = None,
-                 conv_dtype: str = "float32", num_fp16_res: int = 4, **kwargs) -> None:
+                 c_dim: int = 0, conv_dtype: str = "float32", num_fp16_res: int = 4, **kwargs) -> None:
         super().__init__(**kwargs)
         self.architecture = dict(resolution=resolution, z_dim=z_dim, w_dim=w_dim,
                                  mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
                                  channel_base=channel_base, channel_max=channel_max, conv_clamp=conv_clamp)
+        if c_dim:  # (only then: the architectures of unconditional models stay as they were)
+            self.architecture["c_dim"] = c_dim
         self.synthesis = Synthesis(resolution, w_dim, channel_base, channel_max, conv_clamp=conv_clamp,
                                    conv_dtype=conv_dtype, num_fp16_res=num_fp16_res, name="synthesis")
         self.mapping = Mapping(z_dim, w_dim, mapping_layers, mapping_lr_mul, self.synthesis.num_ws,
-                               name="mapping")
+                               c_dim=c_dim, name="mapping")
         self.resolution = resolution
         self.z_dim = z_dim
         self.w_dim = w_dim
+        self.c_dim = c_dim
         self.num_ws = self.synthesis.num_ws
         self.built = True
 
     def call(self, z: tf.Tensor, psi: float = 1.0, cutoff: int | None = None,
-             noise_mode: str = "random") -> tf.Tensor:
-        return self.synthesis(self.mapping(z, psi=psi, cutoff=cutoff),
+             noise_mode: str = "random", c: tf.Tensor | None = None) -> tf.Tensor:
+        return self.synthesis(self.mapping(z, psi=psi, cutoff=cutoff, c=c),
                               noise_mode=noise_mode)
 
 
@@ -560,6 +585,7 @@ class Discriminator(keras.layers.Layer):
 
     def __init__(self, *, resolution: int = 512, channel_base: int = 32768, channel_max: int = 512,
                  mbstd_group: int = 4, mbstd_grouping: str = "consecutive", conv_clamp: float | None = None,
+                 c_dim: int = 0, cmap_dim: int | None = None, c_mapping_layers: int = 8,
                  conv_dtype: str = "float32", num_fp16_res: int = 4, **kwargs) -> None:
         super().__init__(**kwargs)
         if mbstd_grouping not in MBSTD_GROUPINGS:
@@ -568,6 +594,15 @@ class Discriminator(keras.layers.Layer):
                                  mbstd_group=mbstd_group, mbstd_grouping=mbstd_grouping, conv_clamp=conv_clamp)
         r = _log2_resolution(resolution)
         ch = [channels_at(2 ** i, channel_base, channel_max) for i in range(r + 1)]
+        # A conditional D (the official projection discriminator): c mapped to cmap_dim
+        # features (default: the 4x4 block's channels), dotted with D's last features.
+        self.cmap_dim = (cmap_dim or ch[2]) if c_dim else 0
+        self.mapping = (Mapping(0, self.cmap_dim, c_mapping_layers, 0.01, None, c_dim=c_dim, name="mapping")
+                        if c_dim else None)
+        if c_dim:
+            self.architecture.update({"c_dim": c_dim, "cmap_dim": self.cmap_dim,
+                                      "c_mapping_layers": c_mapping_layers})
+        self.c_dim = c_dim
         cc = conv_clamp
 
         def dtype(res: int) -> str:
@@ -579,7 +614,7 @@ class Discriminator(keras.layers.Layer):
                                     for i in range(r, 2, -1)])
         self.conv = Conv(ch[2] + 1, ch[2], 3, conv_clamp=cc, conv_dtype=dtype(4), name="conv_4")
         self.fc = Dense(ch[2] * 16, ch[2], activate=True, name="fc")
-        self.out = Dense(ch[2], 1, name="out")
+        self.out = Dense(ch[2], self.cmap_dim or 1, name="out")
         self.mbstd_group = mbstd_group
         self.mbstd_grouping = mbstd_grouping
         self.resolution = resolution
@@ -595,13 +630,18 @@ class Discriminator(keras.layers.Layer):
             layer.trainable = False
         return [name for name, _ in layers[:n]]
 
-    def call(self, img: tf.Tensor) -> tf.Tensor:
+    def call(self, img: tf.Tensor, c: tf.Tensor | None = None) -> tf.Tensor:
         x = self.from_rgb(img)
         for block in self.blocks:
             x = block(x)
         x = self.conv(_minibatch_stddev(x, self.mbstd_group, self.mbstd_grouping))
-        x = self.fc(tf.reshape(x, [tf.shape(x)[0], -1]))
-        return self.out(x)
+        x = self.out(self.fc(tf.reshape(x, [tf.shape(x)[0], -1])))
+        if self.mapping is None:
+            return x
+        if c is None:
+            raise SetupError(f"this discriminator is conditional ({self.c_dim} labels): it needs each image's "
+                             "labels c, which this stage does not pass yet")
+        return tf.reduce_sum(x * self.mapping(None, c=c), axis=1, keepdims=True) * (1 / math.sqrt(self.cmap_dim))
 
 
 def discriminator_layer_count(resolution: int) -> int:

@@ -29,7 +29,7 @@ from tensorflow.core.framework import summary_pb2
 
 from . import devices, networks, weights
 from . import swd as swd_lib
-from .metrics import METRICS, measurer, shown
+from .feature_metrics import METRICS, measurer, shown
 from .imaging import sha256_file
 from .media import save_png, tile
 from .records import dataset_fingerprint, training_dataset
@@ -186,6 +186,9 @@ def _retire(run_dir: Path, fingerprint: str) -> Path:
 def _check_transfer(arch: dict[str, Any], cfg: TrainConfig, source: Path) -> None:
     """Transfer copies every weight, so the networks must be equal but for the settings
     that shape no weight (the stddev group); a mismatch names the settings to give."""
+    if arch.get("c_dim"):
+        raise SetupError(f"cannot initialise from {source}: it is a conditional model ({arch['c_dim']} labels), and "
+                         "ganflow trains unconditional models only so far")
     differ = [k for k in ARCH_KEYS if k not in WEIGHTLESS_KEYS and arch.get(k) != getattr(cfg, k)]
     if differ:
         have = ", ".join(f"{k} {getattr(cfg, k)}" for k in differ)

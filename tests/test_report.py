@@ -270,7 +270,7 @@ def test_overview_shows_everything_at_a_glance(page, report, shots):
     _, res = report
     page.evaluate("ui.show('0. Overview', 'Other', 'results/demo/overview.html')")
     probe = page.frame_evaluate(OVERVIEW_PROBE, seconds=30)
-    assert probe["headings"] == ["Data funnel", "Contact sheets", "Training curves", "Ranking", "Samples",
+    assert probe["headings"] == ["Data funnel", "Rounds", "Contact sheets", "Training curves", "Ranking", "Samples",
                                  "Figures", "Videos", "Projections: target | reconstruction", "Edits"]
     assert probe["stages"] == [r["stage"] for r in read_tsv(res / "report/funnel.tsv") if not r["dropped_reason"]]
     # 6 contact sheets, 2 rounds x 2 curves, 1 histogram + 2 keep sheets, the grid, 5 figures, a projection

@@ -1020,7 +1020,7 @@ def _torch_generator(G: _Persistent, source: str) -> tuple[dict, _Params]:
 
     num_layers = _count(mapping.get("num_layers", 0), "num_layers", 1, _MAX_MAPPING_LAYERS, source)
     if c_dim:
-        _embedding(mapping, "mapping", p, source)
+        _embedding(mapping, p, source)
     lr_muls = set()
     for i in range(num_layers):
         fc = mapping.child(f"fc{i}")
@@ -1086,13 +1086,13 @@ def _torch_generator(G: _Persistent, source: str) -> tuple[dict, _Params]:
     return arch, p
 
 
-def _embedding(mapping: _Persistent, prefix: str, p: _Params, source: str) -> None:
+def _embedding(mapping: _Persistent, p: _Params, source: str) -> None:
     """A conditional mapping's label embedding (a linear dense layer at the full learning
-    rate, as upstream's), into p under `prefix`.embed."""
+    rate, as upstream's), into p as mapping.embed."""
     embed = mapping.child("embed")
     if embed is None or embed.get("activation", "linear") != "linear" or embed.get("bias_gain", 1.0) != 1:
-        raise _refuse(source, f"has a conditional {prefix} without a plain label embedding (embed)")
-    p[f"{prefix}.embed.weight"], p[f"{prefix}.embed.bias"] = embed.tensor("weight").T, embed.tensor("bias")
+        raise _refuse(source, "has a conditional mapping without a plain label embedding (embed)")
+    p["mapping.embed.weight"], p["mapping.embed.bias"] = embed.tensor("weight").T, embed.tensor("bias")
 
 
 def _torch_discriminator(D: _Persistent, source: str) -> tuple[dict, _Params]:
@@ -1150,7 +1150,7 @@ def _torch_discriminator(D: _Persistent, source: str) -> tuple[dict, _Params]:
             raise _refuse(source, "is a conditional discriminator without a mapping of its labels")
         layers = _count(mapping.get("num_layers", 0), "the label mapping's num_layers", 1, _MAX_MAPPING_LAYERS,
                         source)
-        _embedding(mapping, "mapping", p, source)
+        _embedding(mapping, p, source)
         for i in range(layers):
             fc = mapping.child(f"fc{i}")
             if fc is None or fc.get("activation", "lrelu") != "lrelu" or fc.get("bias_gain") != 0.01:
@@ -1362,7 +1362,7 @@ def _generator_shapes(arch: dict) -> dict[str, tuple[int, ...]]:
 def _mapping_shapes(z: int, c: int, w: int, layers: int) -> dict[str, tuple[int, ...]]:
     """A mapping's dense layers (and, with labels, its embedding), as networks.Mapping makes them."""
     dims = [z + (w if c else 0)] + [w] * layers
-    shapes = {f"mapping.embed.weight": (c, w), "mapping.embed.bias": (w,)} if c else {}
+    shapes = {"mapping.embed.weight": (c, w), "mapping.embed.bias": (w,)} if c else {}
     for i in range(layers):
         shapes[f"mapping.fc{i}.weight"], shapes[f"mapping.fc{i}.bias"] = (dims[i], dims[i + 1]), (dims[i + 1],)
     return shapes

@@ -152,8 +152,9 @@ class Metrics:
 def measurer(dataset_dir: str | os.PathLike, resolution: int, *, inception: str | os.PathLike | None = None,
              inception_sha256: str | None = None, vgg16: str | os.PathLike | None = None,
              vgg16_sha256: str | None = None, **settings) -> Callable[[networks.Generator], dict]:
-    """G -> its metrics against the dataset, for training's snapshots: the networks are
-    loaded and the reals read on the first call (only the chief measures)."""
+    """G -> its metrics against the dataset (the metrics rule calls it once, training at
+    its snapshots): the networks are loaded and the reals read on the first call, so a
+    training worker that never measures (not the chief) never loads them."""
     made: list[Metrics] = []
 
     def measure(G: networks.Generator) -> dict:
@@ -164,8 +165,6 @@ def measurer(dataset_dir: str | os.PathLike, resolution: int, *, inception: str 
         return made[0](G)
 
     return measure
-
-
 
 
 def shown(result: dict) -> str:

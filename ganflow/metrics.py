@@ -17,7 +17,7 @@ import logging
 import os
 import time
 
-from .feature_metrics import Metrics, load_nets, shown
+from .feature_metrics import measurer, shown
 from .tables import atomic_open
 from .weights import load_export
 
@@ -29,9 +29,9 @@ def make_metrics(export_dir: str | os.PathLike, dataset_dir: str | os.PathLike, 
                  vgg16: str | os.PathLike | None = None, vgg16_sha256: str | None = None, **settings) -> dict:
     """The metrics rule: round r's metrics.json, with the metrics of the networks given."""
     started = time.perf_counter()
-    nets = load_nets(inception=inception, inception_sha256=inception_sha256, vgg16=vgg16, vgg16_sha256=vgg16_sha256)
     G, _, _ = load_export(export_dir)
-    result = Metrics(dataset_dir, nets, G.resolution, **settings)(G)
+    result = measurer(dataset_dir, G.resolution, inception=inception, inception_sha256=inception_sha256,
+                      vgg16=vgg16, vgg16_sha256=vgg16_sha256, **settings)(G)
     with atomic_open(out_json) as fh:
         json.dump(result, fh, indent=1, sort_keys=True)
     log.info("%s (%d generated vs %d real images) in %.0f s", shown(result), result["generated_images"],

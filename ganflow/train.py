@@ -323,7 +323,7 @@ def train(cfg: TrainConfig, stream: Callable[[int], tf.data.Dataset], dataset_fi
     declared outputs; out_dir receives the exports. init_from only applies to a fresh
     run: a resumed run continues its own weights. `strategy` (default: from cfg.devices)
     may span worker processes: each runs train(), only the chief writes files. `measure`
-    (the chief's: metrics.measurer) gives the EMA generator's metrics for the log every
+    (the chief's: feature_metrics.measurer) gives the EMA generator's metrics for the log every
     cfg.metrics_ticks ticks.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
